@@ -1,0 +1,9 @@
+/* ood.h - the experiment layer: datasets, metrics (and later the trainer,
+ * evaluation and report). */
+#ifndef OODC_OOD_H
+#define OODC_OOD_H
+
+#include "data.h"
+#include "metrics.h"
+
+#endif
