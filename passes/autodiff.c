@@ -193,6 +193,11 @@ static void vjp(struct ad *a, int i)
     const struct oc_shape *xs = n->ninputs > 0 ? &nd(a, x.id)->shape : NULL;
     int w0 = n->ninputs > 0 && wants(a, n, 0);
     int w1 = n->ninputs > 1 && wants(a, n, 1);
+    /* a requested intermediate may have no requested tensor upstream; the
+     * cases below may then push to operand 0 unconditionally */
+    int any = 0;
+    for (int k = 0; k < n->ninputs; k++) any |= wants(a, n, k);
+    if (!any) return;
 
     switch (n->op) {
     /* unary elementwise */

@@ -15,12 +15,6 @@
 
 /* ---------------------------------------------------------------- autodiff */
 
-/* Gradients of one call: grads[i] is the node id of d loss / d wrt[i]. */
-struct oc_grad_result {
-    int n;
-    int *grads;
-};
-
 /* Reverse-mode differentiation, graph to graph (passes/autodiff.c).
  *
  * Appends to g the reverse graph of `loss`, built from ordinary primitives,
@@ -39,10 +33,12 @@ struct oc_grad_result {
  *    caller can always bind every entry of grads_out;
  *  - max/min ties split the gradient 0.5/0.5; reduce_max divides it equally
  *    among the elements equal to the maximum; relu'(0) = abs'(0) = 0.
- * Errors (nothing useful appended, message names the node as %id op "label"):
- *  a gradient that must flow through a float node with no VJP rule; a float
- *  wrt whose only influence on the loss passes through a non-differentiable
- *  op such as argmax; bad ids, shapes or dtypes. */
+ * Errors (checked before anything is appended, so g is left as it was; the
+ * message names the node as %id op "label"): a gradient that must flow
+ * through a float node with no VJP rule; a float wrt that influences the
+ * loss only through a non-differentiable op such as argmax (an argmax on a
+ * side path, next to a differentiable one, is fine); bad ids, a non-float
+ * loss, a non-scalar loss without a seed, a seed of the wrong type. */
 enum oc_status oc_pass_autodiff(struct oc_graph *g, int loss, int seed, const int *wrt, int nwrt,
                                 int *grads_out, struct oc_err *err);
 

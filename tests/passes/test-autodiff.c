@@ -353,3 +353,70 @@ Test(autodiff, reverse_graph_of_a_small_net_verifies)
     }
     oc_graph_free(g);
 }
+
+/* The reverse graph goes through simplify like the forward one (DSL ->
+ * autodiff -> simplify -> fuse): it shrinks and its values do not change. */
+Test(autodiff, reverse_graph_survives_simplify)
+{
+    struct oc_graph *g = oc_graph_new("t");
+    oc_tensor x = oc_input(g, "x", OC_F64, OC_SHAPE(2, 3, 5, 5));
+    oc_tensor lab = oc_input(g, "labels", OC_I32, OC_SHAPE(2));
+    oc_tensor w = oc_param(g, "w", OC_F64, OC_SHAPE(4, 3, 3, 3), OC_INIT_KAIMING_NORMAL, 0, 0);
+    oc_tensor fw = oc_param(g, "fw", OC_F64, OC_SHAPE(5, 4), OC_INIT_NORMAL, 0, 0.5);
+    oc_tensor h = oc_relu(g, oc_batchnorm_layer(g, "bn", oc_conv2d(g, x, w, 1, 1), 1));
+    oc_tensor l = oc_cross_entropy(g, oc_linear(g, oc_global_avg_pool(g, h), fw, OC_NONE), lab);
+    int wrt[4] = {w.id, fw.id, x.id, oc_graph_find_named(g, "bn.weight")}, gr[4];
+    struct oc_err err = {0};
+    cr_assert_eq(oc_pass_autodiff(g, l.id, -1, wrt, 4, gr, &err), OC_OK, "%s", err.msg);
+    static const char *names[4] = {"dw", "dfw", "dx", "dgamma"};
+    for (int i = 0; i < 4; i++) oc_output(g, names[i], (oc_tensor){gr[i]});
+    struct oc_buf xb = oc_test_random(OC_F64, OC_SHAPE(2, 3, 5, 5), 7, -1, 1);
+    struct oc_buf lb = oc_test_random(OC_I32, OC_SHAPE(2), 8, 0, 5);
+    struct oc_test_bind b[2] = {{"x", &xb}, {"labels", &lb}};
+    struct oc_buf before[4];
+    for (int i = 0; i < 4; i++) before[i] = oc_test_run(g, 1, b, 2, names[i]);
+    int n0 = g->nnodes;
+    cr_assert_eq(oc_pass_simplify(&g, &err), OC_OK, "%s", err.msg);
+    cr_expect_lt(g->nnodes, n0, "simplify removes something from the reverse graph");
+    for (int i = 0; i < 4; i++) {
+        struct oc_buf after = oc_test_run(g, 1, b, 2, names[i]);
+        cr_expect(oc_test_allclose(names[i], &after, &before[i], 0, 0), "%s changed", names[i]);
+        oc_buf_free(&after);
+        oc_buf_free(&before[i]);
+    }
+    oc_buf_free(&xb);
+    oc_buf_free(&lb);
+    oc_graph_free(g);
+}
+
+/* d loss / d h for an intermediate h needs nothing upstream of h */
+Test(autodiff, intermediate_wrt_builds_nothing_upstream)
+{
+    struct oc_graph *g = oc_graph_new("t");
+    oc_tensor lab = oc_input(g, "labels", OC_I32, OC_SHAPE(3));
+    oc_tensor x = oc_input(g, "x", OC_F64, OC_SHAPE(3));
+    oc_tensor c = oc_cast(g, lab, OC_F64);
+    oc_tensor h = oc_log(g, x); /* log's own rule would read x */
+    oc_tensor l = oc_sum(g, oc_add(g, oc_mul(g, h, h), oc_mul(g, c, c)), 1u, 0);
+    int before = g->nnodes;
+    int wrt[2] = {h.id, c.id}, gr[2];
+    struct oc_err err = {0};
+    cr_assert_eq(oc_pass_autodiff(g, l.id, -1, wrt, 2, gr, &err), OC_OK, "%s", err.msg);
+    for (int i = before; i < g->nnodes; i++)
+        for (int k = 0; k < g->nodes[i]->ninputs; k++) {
+            int in = g->nodes[i]->inputs[k];
+            cr_expect(in != x.id && in != lab.id, "node %%%d (%s) reads %%%d upstream of the request",
+                      i, oc_op_name(g->nodes[i]->op), in);
+        }
+    struct oc_buf xb = vec((double[]){0.5, 1, 2}, 3);
+    struct oc_buf lb = oc_test_buf(OC_I32, OC_SHAPE(3), (double[]){1, 2, 3});
+    struct oc_test_bind b[2] = {{"x", &xb}, {"labels", &lb}};
+    struct oc_buf dh = eval_node(g, gr[0], b, 2), dc = eval_node(g, gr[1], b, 2);
+    expect_vals("d/dh", &dh, (double[]){2 * log(0.5), 0, 2 * log(2.0)}, 3);
+    expect_vals("d/dc", &dc, (double[]){2, 4, 6}, 3);
+    oc_buf_free(&dh);
+    oc_buf_free(&dc);
+    oc_buf_free(&xb);
+    oc_buf_free(&lb);
+    oc_graph_free(g);
+}

@@ -3,13 +3,15 @@
  * entropy, log_softmax with a temperature, the BIN loss (sigmoid BCE with a
  * weight on the negative terms), batchnorm (train and eval), the diagonal
  * Gaussian KL of VIB, logsumexp, the MMCE estimator (Kumar et al. 2018,
- * Laplacian kernel over confidences, bandwidth 0.4) and a pre-activation WRN
- * block. ReLU kinks are avoided by construction: each BN before a ReLU gets
- * a small gamma and a beta of magnitude >= 0.6, so every channel sits
- * strictly on one side of 0 (asserted with oc_gc_kink_margin). */
+ * Laplacian kernel over confidences, bandwidth 0.4), a pre-activation WRN
+ * block, and a double backward (a gradient penalty). ReLU kinks are avoided
+ * by construction: each BN before a ReLU gets a small gamma and a beta of
+ * magnitude >= 0.6, so every channel sits strictly on one side of 0
+ * (asserted with oc_gc_kink_margin). */
 #include <criterion/criterion.h>
 #include <math.h>
 
+#include "../../passes/passes.h"
 #include "../helpers/gradcheck.h"
 #include "../helpers/helpers.h"
 
@@ -239,4 +241,27 @@ Test(gradcheck_composite, wrn_block)
         /* every coordinate of every parameter and of the input */
         oc_gc_check(&t, y, k ? "wrn block (projection shortcut)" : "wrn block (identity shortcut)");
     }
+}
+
+/* ---------------------------------------------------------------- double backward */
+
+/* An input-gradient penalty, sum((d CE / d x)^2), differentiated again: the
+ * rules' own outputs (conv2d_grad_*, unbroadcast sums, the one_hot of
+ * gather's VJP, the max rule's comparisons) go through their rules. */
+Test(gradcheck_composite, double_backward_gradient_penalty)
+{
+    struct oc_gc_case t;
+    oc_gc_begin(&t, "penalty", 90);
+    oc_tensor x = oc_gc_input(&t, "x", OC_F64, OC_SHAPE(2, 2, 4, 4), OC_GC_UNIFORM, -1, 1, 1);
+    oc_tensor w = oc_gc_input(&t, "w", OC_F64, OC_SHAPE(3, 2, 3, 3), OC_GC_UNIFORM, -0.5, 0.5, 1);
+    oc_tensor fw = oc_gc_input(&t, "fw", OC_F64, OC_SHAPE(4, 3), OC_GC_UNIFORM, -1, 1, 1);
+    oc_tensor lab = oc_gc_index(&t, "labels", OC_SHAPE(2), 4);
+    oc_tensor h = oc_tanh(t.g, oc_conv2d(t.g, x, w, 2, 1));
+    h = oc_max(t.g, h, oc_scalar(t.g, OC_F64, -2.0)); /* tanh > -1: never a tie */
+    oc_tensor loss = oc_cross_entropy(t.g, oc_linear(t.g, oc_global_avg_pool(t.g, h), fw, OC_NONE), lab);
+    int wrt = x.id, gx;
+    struct oc_err err = {0};
+    cr_assert_eq(oc_pass_autodiff(t.g, loss.id, -1, &wrt, 1, &gx, &err), OC_OK, "%s", err.msg);
+    oc_tensor pen = oc_sum(t.g, oc_mul(t.g, (oc_tensor){gx}, (oc_tensor){gx}), 15u, 0);
+    oc_gc_check(&t, oc_add(t.g, loss, pen), "ce + |d ce / d x|^2");
 }

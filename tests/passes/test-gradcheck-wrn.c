@@ -84,7 +84,7 @@ static void check_half(int half)
         if (i == 0 || (i % 2) == half) keep[nk++] = t.names[i];
     memcpy(t.names, keep, sizeof(const char *) * (size_t)nk);
     t.nwrt = nk;
-    t.opts.max_coords = 4;
+    t.opts.max_coords = 6;
     oc_gc_check(&t, loss, half ? "wrn-16-1 + ce (odd params)" : "wrn-16-1 + ce (even params)");
     cr_expect_gt(t.last.nsignificant, t.last.nchecked / 2, "only %d of %d gradients are significant",
                  t.last.nsignificant, t.last.nchecked);
