@@ -6,6 +6,14 @@
 int oc_cmd_graph(int argc, char **argv);      /* graph print|dot|eval|grad */
 int oc_cmd_graph_grad(int argc, char **argv); /* graph grad FILE --loss NAME --wrt A,B ... */
 int oc_cmd_metrics(int argc, char **argv);    /* metrics --in FILE --out FILE [--json] */
+int oc_cmd_train(int argc, char **argv);      /* train --model M --data D --out DIR ... */
+int oc_cmd_eval_acc(int argc, char **argv);   /* eval-acc --checkpoint FILE [--json] */
+int oc_cmd_eval(int argc, char **argv);       /* eval --checkpoint FILE --ood NAME=SPEC ... */
+int oc_cmd_run(int argc, char **argv);        /* run [--preset paper] ... */
+int oc_cmd_bench(int argc, char **argv);      /* bench heads|train|scorer ... */
+
+/* Benchmarks (the bench folder, built into oodc). */
+int oc_bench_train(int argc, char **argv);
 
 /* Prints "oodc <verb>: message" to stderr; returns 2 (usage/input error). */
 int oc_cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -28,12 +28,12 @@ struct verb {
 
 static const struct verb verbs[] = {
     {"run", NULL, "train every method and evaluate every scorer; write report/ (the main job)"},
-    {"train", NULL, "train a Wide ResNet with a head on a dataset"},
+    {"train", oc_cmd_train, "train a Wide ResNet with a head on a dataset"},
     {"eval", NULL, "score in-distribution and OOD sets, tune T/eps, write results.json"},
-    {"eval-acc", NULL, "test accuracy of a checkpoint"},
+    {"eval-acc", oc_cmd_eval_acc, "test accuracy of a checkpoint"},
     {"metrics", oc_cmd_metrics, "FPR95, detection error, AUROC, AUPR-In/Out of two score files"},
     {"compile", NULL, "compile a deployable scorer ahead of time (object, shared library, header)"},
-    {"bench", NULL, "benchmarks: heads, train, scorer"},
+    {"bench", oc_cmd_bench, "benchmarks: heads, train, scorer"},
     {"graph", oc_cmd_graph, "print|dot|eval|grad a graph in the IR text form"},
 };
 

@@ -6,9 +6,14 @@
 #include <string.h>
 
 extern const struct oc_head oc_head_baseline;
+extern const struct oc_head oc_head_bin, oc_head_binc, oc_head_vib, oc_head_viby;
 
 const struct oc_head *const oc_heads[] = {
     &oc_head_baseline,
+    &oc_head_bin,
+    &oc_head_binc,
+    &oc_head_vib,
+    &oc_head_viby,
     NULL,
 };
 

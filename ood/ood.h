@@ -5,5 +5,6 @@
 
 #include "data.h"
 #include "metrics.h"
+#include "train.h"
 
 #endif

@@ -7,11 +7,8 @@
 
 #include "../ir/ir.h"
 
-#if defined(__has_include)
-#if __has_include("simplify.h")
+#include "fuse.h"
 #include "simplify.h"
-#endif
-#endif
 
 /* ---------------------------------------------------------------- autodiff */
 

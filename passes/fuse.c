@@ -1,0 +1,738 @@
+/* fuse.c - fusion: graph nodes -> kernels (the kernel program of kir.h).
+ *
+ * Three steps. (1) Materialization: every node is either computed inline
+ * wherever it is used (elementwise and layout ops, while their inlined cost
+ * stays bounded) or owned by a kernel that writes it (reductions, library
+ * calls, outputs, assign values, library operands, and nodes too costly to
+ * recompute). (2) Merging: a kernel merges into a kernel it reads from when
+ * the kernel IR of the union builds (same iteration space, reductions read
+ * only at their own rows), no third kernel sits between them, and it would
+ * not re-inline a node materialized to bound expression size; then
+ * kernels that read the same buffer over the same space merge (siblings).
+ * (3) The final kernels are built with stores for exactly the nodes other
+ * kernels, outputs or assigns need, put in dependency order, and given
+ * buffers. With fusion off, step 1 materializes every primitive and step 2
+ * is skipped. OC_DEBUG=2 logs every decision with its reason.
+ */
+#include "fuse.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SHP(s) oc_shape_str(&(s), (char[128]){0}, 128)
+
+enum nkind { NK_SOURCE, NK_SPLAT, NK_ASSIGN, NK_LIB, NK_RED, NK_LAYOUT, NK_PW };
+
+struct group {
+    int alive, lib;
+    struct oc_shape space;
+    uint32_t rmask;
+    int nm;
+    int *m;
+    int nloads;
+    int *loads;
+};
+
+struct fz {
+    const struct oc_graph *g;
+    int nn;
+    int fusion, debug;
+    FILE *log;
+    struct oc_err *err;
+    int *where, *alias, *kind;
+    unsigned char *live, *must, *needed;
+    /* materialized to bound expression size (cost or depth): merges never
+     * inline it again. Nodes materialized for reuse may be: a merge only
+     * joins kernels over one space, where a node read at its own point is
+     * computed once per stage (the memo), so recomputation stays bounded
+     * by the kernel's stages and the node's distinct uses. */
+    unsigned char *keep;
+    int *uoff, *ulist; /* users, CSR */
+    struct group *k;
+    int nk;
+    int *mark, markgen, *stack;
+};
+
+static enum nkind node_kind(const struct oc_node *n)
+{
+    switch (n->op) {
+    case OC_OP_INPUT: case OC_OP_PARAM: case OC_OP_STATE: return NK_SOURCE;
+    case OC_OP_CONST: return n->attrs.data ? NK_SOURCE : NK_SPLAT;
+    case OC_OP_ASSIGN: return NK_ASSIGN;
+    case OC_OP_SUM: case OC_OP_REDUCE_MAX: case OC_OP_ARGMAX: return NK_RED;
+    case OC_OP_RESHAPE: case OC_OP_PERMUTE: case OC_OP_BROADCAST: case OC_OP_SLICE:
+    case OC_OP_PAD: case OC_OP_CONCAT: case OC_OP_STOP_GRADIENT: return NK_LAYOUT;
+    default: return oc_op_table[n->op].fclass == OC_FC_CONTRACTION ? NK_LIB : NK_PW;
+    }
+}
+
+static int own_cost(const struct oc_node *n, enum nkind k)
+{
+    if (k == NK_LAYOUT) return 0;
+    if (n->op == OC_OP_RNG_NORMAL || n->op == OC_OP_RNG_UNIFORM) return 8;
+    return oc_op_table[n->op].flags & OC_F_EXPENSIVE ? 4 : 1;
+}
+
+static void logf_(struct fz *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(struct fz *f, const char *fmt, ...)
+{
+    if (f->debug < 2) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("fuse: ", f->log);
+    vfprintf(f->log, fmt, ap);
+    fputc('\n', f->log);
+    va_end(ap);
+}
+
+static int new_group(struct fz *f, int node)
+{
+    const struct oc_node *n = f->g->nodes[node];
+    struct group *gr = &f->k[f->nk];
+    memset(gr, 0, sizeof *gr);
+    gr->alive = 1;
+    gr->nm = 1;
+    gr->m = malloc(sizeof(int));
+    if (!gr->m) return -1;
+    gr->m[0] = node;
+    enum nkind k = (enum nkind)f->kind[node];
+    if (k == NK_LIB) {
+        gr->lib = 1;
+        gr->space = n->shape;
+    } else if (k == NK_RED) {
+        gr->space = f->g->nodes[n->inputs[0]]->shape;
+        gr->rmask = n->op == OC_OP_ARGMAX ? 1u << n->attrs.axis : n->attrs.axes;
+    } else {
+        gr->space = n->shape;
+    }
+    f->where[node] = f->nk;
+    return f->nk++;
+}
+
+static const char *gname(struct fz *f, int k, char *buf)
+{
+    const struct group *gr = &f->k[k];
+    const struct oc_node *n = f->g->nodes[gr->m[gr->nm - 1]];
+    snprintf(buf, 64, "k%d{%%%d %s%s}", k, n->id, oc_op_name(n->op), gr->nm > 1 ? ",..." : "");
+    return buf;
+}
+
+/* A trial build of a loop kernel (all members stored), to validate a
+ * grouping and learn what it reads. */
+static int try_build(struct fz *f, int self, const struct oc_shape *space, uint32_t rmask,
+                     const int *m, int nm, int **loads, int *nloads, struct oc_err *e)
+{
+    struct oc_arena a = {0};
+    unsigned char *st = malloc((size_t)nm + 1);
+    if (!st) return oc_err_set(e, OC_ERR_NOMEM, "fuse: out of memory");
+    memset(st, 1, (size_t)nm);
+    struct oc_kernel *k =
+        oc_kir_build_loop(&a, f->g, f->where, self, space, rmask, m, nm, st, loads, nloads, e);
+    free(st);
+    oc_arena_free(&a);
+    return k ? 0 : -1;
+}
+
+static int lib_loads(struct fz *f, int node, int **loads, int *nloads)
+{
+    const struct oc_node *n = f->g->nodes[node];
+    *loads = malloc(sizeof(int) * 2);
+    if (!*loads) return -1;
+    (*loads)[0] = f->alias[n->inputs[0]];
+    (*loads)[1] = f->alias[n->inputs[1]];
+    *nloads = 2;
+    return 0;
+}
+
+static int kernel_of_load(struct fz *f, int node)
+{
+    int w = f->where[f->alias[node]];
+    return w >= 0 ? w : -1;
+}
+
+/* Whether `to` is reachable from `from` along "reads from" edges through at
+ * least one other kernel (the direct edge from -> to is ignored). */
+static int reaches(struct fz *f, int from, int to)
+{
+    f->markgen++;
+    int sp = 0;
+    f->mark[from] = f->markgen;
+    const struct group *gf = &f->k[from];
+    for (int i = 0; i < gf->nloads; i++) {
+        int d = kernel_of_load(f, gf->loads[i]);
+        if (d < 0 || d == to || d == from || f->mark[d] == f->markgen) continue;
+        f->mark[d] = f->markgen;
+        f->stack[sp++] = d;
+    }
+    while (sp) {
+        int x = f->stack[--sp];
+        if (x == to) return 1;
+        const struct group *gx = &f->k[x];
+        for (int i = 0; i < gx->nloads; i++) {
+            int d = kernel_of_load(f, gx->loads[i]);
+            if (d < 0 || f->mark[d] == f->markgen) continue;
+            if (d == to) return 1;
+            f->mark[d] = f->markgen;
+            f->stack[sp++] = d;
+        }
+    }
+    return 0;
+}
+
+/* Tries to merge kernel B into kernel A. 1: merged, 0: rejected, -1: error. */
+static int try_merge(struct fz *f, int A, int B, const char *why)
+{
+    struct group *ga = &f->k[A], *gb = &f->k[B];
+    char na[64], nb[64];
+    if (A == B || !ga->alive || !gb->alive || ga->lib || gb->lib) return 0;
+    gname(f, A, na);
+    gname(f, B, nb);
+    struct oc_shape cs[2];
+    uint32_t cr[2];
+    int nc = 0;
+    if (ga->rmask && gb->rmask) {
+        if (ga->rmask == gb->rmask && oc_shape_eq(&ga->space, &gb->space))
+            cs[nc] = ga->space, cr[nc++] = ga->rmask;
+    } else if (ga->rmask) {
+        cs[nc] = ga->space, cr[nc++] = ga->rmask;
+    } else if (gb->rmask) {
+        cs[nc] = gb->space, cr[nc++] = gb->rmask;
+    } else if (oc_shape_numel(&ga->space) == oc_shape_numel(&gb->space)) {
+        cs[nc] = gb->space, cr[nc++] = 0;
+        if (!oc_shape_eq(&ga->space, &gb->space)) cs[nc] = ga->space, cr[nc++] = 0;
+    }
+    if (!nc) {
+        logf_(f, "reject %s %s + %s: iteration spaces %s/0x%x and %s/0x%x differ", why, na, nb,
+              SHP(ga->space), ga->rmask, SHP(gb->space), gb->rmask);
+        return 0;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        const struct group *rd = pass ? ga : gb;
+        for (int i = 0; i < rd->nloads; i++) {
+            int n = f->alias[rd->loads[i]];
+            if (f->keep[n] && f->where[n] == (pass ? B : A)) {
+                logf_(f, "reject %s %s + %s: %%%d (%s) was materialized to bound its expression",
+                      why, na, nb, n, oc_op_name(f->g->nodes[n]->op));
+                return 0;
+            }
+        }
+    }
+    if (reaches(f, B, A) || reaches(f, A, B)) {
+        logf_(f, "reject %s %s + %s: another kernel depends on one and feeds the other", why, na,
+              nb);
+        return 0;
+    }
+    int nm = ga->nm + gb->nm;
+    int *m = malloc(sizeof(int) * (size_t)nm);
+    if (!m) return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory"), -1;
+    for (int i = 0, j = 0, k = 0; k < nm; k++)
+        m[k] = j >= gb->nm || (i < ga->nm && ga->m[i] < gb->m[j]) ? ga->m[i++] : gb->m[j++];
+    for (int i = 0; i < gb->nm; i++) f->where[gb->m[i]] = A;
+    struct oc_err e = {0};
+    for (int c = 0; c < nc; c++) {
+        int *loads = NULL, nloads = 0;
+        oc_err_clear(&e);
+        if (try_build(f, A, &cs[c], cr[c], m, nm, &loads, &nloads, &e) == 0) {
+            free(ga->m);
+            free(ga->loads);
+            free(gb->m);
+            free(gb->loads);
+            gb->m = gb->loads = NULL;
+            gb->nm = gb->nloads = 0;
+            gb->alive = 0;
+            ga->m = m;
+            ga->nm = nm;
+            ga->loads = loads;
+            ga->nloads = nloads;
+            ga->space = cs[c];
+            ga->rmask = cr[c];
+            logf_(f, "accept %s %s + %s: one kernel over %s reducing 0x%x, %d nodes", why, na, nb,
+                  SHP(cs[c]), cr[c], nm);
+            return 1;
+        }
+        if (e.code == OC_ERR_NOMEM) {
+            free(m);
+            return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory"), -1;
+        }
+    }
+    for (int i = 0; i < gb->nm; i++) f->where[gb->m[i]] = B;
+    free(m);
+    logf_(f, "reject %s %s + %s: %s", why, na, nb, e.msg);
+    return 0;
+}
+
+static int max_member(const struct group *g) { return g->nm ? g->m[g->nm - 1] : -1; }
+
+/* Rule 1-3: a kernel merges into the kernels it reads from, closest first. */
+static int merge_producers(struct fz *f)
+{
+    int *cand = malloc(sizeof(int) * (size_t)(f->nk + 1));
+    if (!cand) return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory"), -1;
+    for (int b0 = 0; b0 < f->nk; b0++) {
+        int B = b0;
+    again:
+        if (!f->k[B].alive || f->k[B].lib) continue;
+        int nc = 0;
+        f->markgen++;
+        for (int i = 0; i < f->k[B].nloads; i++) {
+            int A = kernel_of_load(f, f->k[B].loads[i]);
+            if (A < 0 || A == B || f->k[A].lib || f->mark[A] == f->markgen) continue;
+            f->mark[A] = f->markgen;
+            cand[nc++] = A;
+        }
+        /* closest producer first */
+        for (int i = 1; i < nc; i++)
+            for (int j = i; j > 0 && max_member(&f->k[cand[j - 1]]) < max_member(&f->k[cand[j]]); j--) {
+                int t = cand[j];
+                cand[j] = cand[j - 1], cand[j - 1] = t;
+            }
+        for (int i = 0; i < nc; i++) {
+            int r = try_merge(f, cand[i], B, "producer");
+            if (r < 0) {
+                free(cand);
+                return -1;
+            }
+            if (r) {
+                B = cand[i];
+                goto again;
+            }
+        }
+    }
+    free(cand);
+    return 0;
+}
+
+/* Kernels reading the same buffer over the same space merge (BN backward's
+ * sums, the optimizer's parameter and momentum updates). */
+static int merge_siblings(struct fz *f)
+{
+    enum { MAXL = 16 };
+    int *lst = malloc(sizeof(int) * MAXL * (size_t)f->nn), *cnt = calloc((size_t)f->nn, sizeof(int));
+    if (!lst || !cnt) {
+        free(lst);
+        free(cnt);
+        return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory"), -1;
+    }
+    for (int k = 0; k < f->nk; k++) {
+        const struct group *gr = &f->k[k];
+        if (!gr->alive || gr->lib) continue;
+        for (int i = 0; i < gr->nloads; i++) {
+            int n = f->alias[gr->loads[i]];
+            int dup = 0;
+            for (int j = 0; j < cnt[n]; j++) dup |= lst[n * MAXL + j] == k;
+            if (!dup && cnt[n] < MAXL) lst[n * MAXL + cnt[n]++] = k;
+        }
+    }
+    int rc = 0;
+    for (int n = 0; n < f->nn && rc >= 0; n++) {
+        for (int i = 0; i < cnt[n] && rc >= 0; i++) {
+            int A = lst[n * MAXL + i];
+            if (!f->k[A].alive) continue;
+            for (int j = i + 1; j < cnt[n]; j++) {
+                int B = lst[n * MAXL + j];
+                if (!f->k[B].alive || !f->k[A].alive) continue;
+                const struct group *ga = &f->k[A], *gb = &f->k[B];
+                int same = ga->rmask == gb->rmask &&
+                           (ga->rmask ? oc_shape_eq(&ga->space, &gb->space)
+                                      : oc_shape_numel(&ga->space) == oc_shape_numel(&gb->space));
+                if (!same) continue;
+                int lo = A < B ? A : B, hi = A < B ? B : A;
+                rc = try_merge(f, lo, hi, "sibling");
+                if (rc < 0) break;
+                if (rc && lo != A) A = lo;
+            }
+        }
+    }
+    free(lst);
+    free(cnt);
+    return rc < 0 ? -1 : 0;
+}
+
+static void fz_free(struct fz *f)
+{
+    for (int k = 0; k < f->nk; k++) {
+        free(f->k[k].m);
+        free(f->k[k].loads);
+    }
+    free(f->k);
+    free(f->where);
+    free(f->alias);
+    free(f->kind);
+    free(f->live);
+    free(f->must);
+    free(f->needed);
+    free(f->keep);
+    free(f->uoff);
+    free(f->ulist);
+    free(f->mark);
+    free(f->stack);
+}
+
+static enum oc_status decide(struct fz *f)
+{
+    const struct oc_graph *g = f->g;
+    int nn = f->nn;
+    int *cost = calloc((size_t)nn + 1, sizeof(int)), *eff = calloc((size_t)nn + 1, sizeof(int));
+    int *depth = calloc((size_t)nn + 1, sizeof(int));
+    unsigned char *expands = calloc((size_t)nn + 1, 1);
+    if (!cost || !eff || !expands || !depth) {
+        free(cost);
+        free(eff);
+        free(depth);
+        free(expands);
+        return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory");
+    }
+    /* uses seen through layout ops, and whether any reaches an expanding broadcast */
+    for (int i = nn - 1; i >= 0; i--) {
+        for (int u = f->uoff[i]; u < f->uoff[i + 1]; u++) {
+            int user = f->ulist[u];
+            const struct oc_node *un = g->nodes[user];
+            if (f->kind[user] == NK_LAYOUT && !f->must[user]) {
+                eff[i] += eff[user];
+                expands[i] |= expands[user];
+            } else {
+                eff[i] += 1;
+            }
+            if (un->op == OC_OP_BROADCAST &&
+                oc_shape_numel(&un->shape) > oc_shape_numel(&g->nodes[i]->shape))
+                expands[i] = 1;
+        }
+    }
+    for (int i = 0; i < nn; i++) {
+        const struct oc_node *n = g->nodes[i];
+        enum nkind k = (enum nkind)f->kind[i];
+        if (!f->live[i] && k != NK_SOURCE) continue;
+        switch (k) {
+        case NK_SOURCE: f->where[i] = OC_KW_BUFFER; continue;
+        case NK_ASSIGN: f->where[i] = OC_KW_INLINE; continue;
+        case NK_SPLAT:
+            if (f->must[i]) {
+                if (new_group(f, i) < 0) goto nomem;
+            } else {
+                f->where[i] = OC_KW_SPLAT;
+            }
+            continue;
+        case NK_LIB:
+        case NK_RED:
+            if (new_group(f, i) < 0) goto nomem;
+            continue;
+        case NK_LAYOUT:
+        case NK_PW: break;
+        }
+        if (!f->fusion || f->must[i]) {
+            if (new_group(f, i) < 0) goto nomem;
+            continue;
+        }
+        int c = own_cost(n, k), dep = 1;
+        for (int j = 0; j < n->ninputs; j++) {
+            int in = n->inputs[j];
+            int dup = 0;
+            for (int q = 0; q < j; q++) dup |= n->inputs[q] == in;
+            if (!dup && f->where[in] == OC_KW_INLINE) c += cost[in];
+            if (f->where[in] == OC_KW_INLINE && depth[in] + 1 > dep) dep = depth[in] + 1;
+        }
+        cost[i] = c;
+        depth[i] = dep;
+        if (dep > OC_FUSE_MAX_DEPTH) {
+            logf_(f, "materialize %%%d (%s): %d inlined nodes deep, more than %d", i,
+                  oc_op_name(n->op), dep, OC_FUSE_MAX_DEPTH);
+            f->keep[i] = 1;
+        } else if (k == NK_PW && c > OC_FUSE_MAX_COST) {
+            logf_(f, "materialize %%%d (%s): inlined cost %d exceeds %d", i, oc_op_name(n->op), c,
+                  OC_FUSE_MAX_COST);
+            f->keep[i] = 1;
+        } else if (k == NK_PW && (eff[i] > 1 || expands[i]) && c > OC_FUSE_REUSE_COST) {
+            logf_(f, "materialize %%%d (%s): cost %d > %d would be recomputed (%d uses%s)", i,
+                  oc_op_name(n->op), c, OC_FUSE_REUSE_COST, eff[i],
+                  expands[i] ? ", read through a broadcast" : "");
+        } else {
+            f->where[i] = OC_KW_INLINE;
+            if (k == NK_PW && (eff[i] > 1 || expands[i]))
+                logf_(f, "inline %%%d (%s): cost %d <= %d, recomputed by %d uses%s", i,
+                      oc_op_name(n->op), c, OC_FUSE_REUSE_COST, eff[i],
+                      expands[i] ? " and through a broadcast" : "");
+            continue;
+        }
+        cost[i] = 0;
+        depth[i] = 0;
+        if (new_group(f, i) < 0) goto nomem;
+    }
+    free(cost);
+    free(eff);
+    free(depth);
+    free(expands);
+    return OC_OK;
+nomem:
+    free(cost);
+    free(eff);
+    free(depth);
+    free(expands);
+    return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory");
+}
+
+static enum oc_status setup(struct fz *f)
+{
+    const struct oc_graph *g = f->g;
+    int nn = f->nn;
+    size_t n1 = (size_t)nn + 1;
+    f->where = malloc(sizeof(int) * n1);
+    f->alias = malloc(sizeof(int) * n1);
+    f->kind = malloc(sizeof(int) * n1);
+    f->live = calloc(n1, 1);
+    f->must = calloc(n1, 1);
+    f->needed = calloc(n1, 1);
+    f->keep = calloc(n1, 1);
+    f->uoff = calloc(n1 + 1, sizeof(int));
+    f->k = calloc(n1, sizeof *f->k);
+    f->mark = calloc(n1, sizeof(int));
+    f->stack = malloc(sizeof(int) * n1);
+    if (!f->where || !f->alias || !f->kind || !f->live || !f->must || !f->needed || !f->keep || !f->uoff ||
+        !f->k || !f->mark || !f->stack)
+        return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory");
+    for (int i = 0; i < nn; i++) {
+        const struct oc_node *n = g->nodes[i];
+        f->kind[i] = node_kind(n);
+        f->alias[i] = n->op == OC_OP_ASSIGN ? f->alias[n->inputs[1]] : i;
+        f->where[i] = OC_KW_INLINE;
+    }
+    for (int i = 0; i < g->noutputs; i++) {
+        f->live[g->outputs[i].node] = 1;
+        f->must[f->alias[g->outputs[i].node]] = 1;
+    }
+    for (int i = nn - 1; i >= 0; i--) {
+        const struct oc_node *n = g->nodes[i];
+        if (n->op == OC_OP_ASSIGN) {
+            f->live[i] = 1;
+            f->must[f->alias[n->inputs[1]]] = 1;
+        }
+        if (!f->live[i]) continue;
+        for (int j = 0; j < n->ninputs; j++) f->live[n->inputs[j]] = 1;
+        if (f->kind[i] == NK_LIB)
+            for (int j = 0; j < 2; j++) f->must[f->alias[n->inputs[j]]] = 1;
+    }
+    /* users of live nodes (a user counted once per operand node) */
+    for (int i = 0; i < nn; i++) {
+        const struct oc_node *n = g->nodes[i];
+        if (!f->live[i]) continue;
+        for (int j = 0; j < n->ninputs; j++) {
+            int dup = 0;
+            for (int q = 0; q < j; q++) dup |= n->inputs[q] == n->inputs[j];
+            if (!dup) f->uoff[n->inputs[j] + 1]++;
+        }
+    }
+    for (int i = 0; i < nn; i++) f->uoff[i + 1] += f->uoff[i];
+    f->ulist = malloc(sizeof(int) * (size_t)(f->uoff[nn] + 1));
+    int *fill = calloc(n1, sizeof(int));
+    if (!f->ulist || !fill) {
+        free(fill);
+        return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory");
+    }
+    for (int i = 0; i < nn; i++) {
+        const struct oc_node *n = g->nodes[i];
+        if (!f->live[i]) continue;
+        for (int j = 0; j < n->ninputs; j++) {
+            int dup = 0;
+            for (int q = 0; q < j; q++) dup |= n->inputs[q] == n->inputs[j];
+            int in = n->inputs[j];
+            if (!dup) f->ulist[f->uoff[in] + fill[in]++] = i;
+        }
+    }
+    free(fill);
+    return OC_OK;
+}
+
+/* ---------------------------------------------------------------- the program */
+
+static enum oc_status build_program(struct fz *f, struct oc_kprog *p)
+{
+    const struct oc_graph *g = f->g;
+    int nn = f->nn;
+    struct oc_err *err = f->err;
+    /* what other kernels, outputs and assigns need */
+    for (int i = 0; i < nn; i++) f->needed[i] = f->must[i];
+    for (int k = 0; k < f->nk; k++) {
+        const struct group *gr = &f->k[k];
+        if (!gr->alive) continue;
+        for (int i = 0; i < gr->nloads; i++) f->needed[f->alias[gr->loads[i]]] = 1;
+        if (gr->lib) f->needed[gr->m[0]] = 1;
+    }
+    /* final kernels */
+    struct oc_kernel **ks = calloc((size_t)f->nk + 1, sizeof *ks);
+    int *order = malloc(sizeof(int) * ((size_t)f->nk + 1));
+    int *indeg = calloc((size_t)f->nk + 1, sizeof(int));
+    unsigned char *done = calloc((size_t)f->nk + 1, 1);
+    if (!ks || !order || !indeg || !done) {
+        free(ks), free(order), free(indeg), free(done);
+        return oc_err_set(err, OC_ERR_NOMEM, "fuse: out of memory");
+    }
+    enum oc_status st = OC_OK;
+    for (int k = 0; k < f->nk && !st; k++) {
+        struct group *gr = &f->k[k];
+        if (!gr->alive) continue;
+        if (gr->lib) {
+            ks[k] = oc_kir_build_lib(&p->arena, g, gr->m[0], err);
+            if (!ks[k]) st = err->code;
+            else
+                for (int s = 1; s < 3; s++) ks[k]->slot[s].node = f->alias[ks[k]->slot[s].node];
+            continue;
+        }
+        unsigned char *store = malloc((size_t)gr->nm + 1);
+        if (!store) {
+            st = oc_err_set(err, OC_ERR_NOMEM, "fuse: out of memory");
+            break;
+        }
+        for (int i = 0; i < gr->nm; i++) store[i] = f->needed[gr->m[i]];
+        free(gr->loads);
+        gr->loads = NULL;
+        ks[k] = oc_kir_build_loop(&p->arena, g, f->where, k, &gr->space, gr->rmask, gr->m, gr->nm,
+                                  store, &gr->loads, &gr->nloads, err);
+        free(store);
+        if (!ks[k]) st = err->code ? err->code : OC_ERR_UNSUPPORTED;
+    }
+    /* dependency order; ties broken by graph order */
+    int nalive = 0;
+    for (int k = 0; k < f->nk && !st; k++) {
+        if (!f->k[k].alive) continue;
+        nalive++;
+        f->markgen++;
+        for (int i = 0; i < f->k[k].nloads; i++) {
+            int d = kernel_of_load(f, f->k[k].loads[i]);
+            if (d >= 0 && d != k && f->mark[d] != f->markgen) {
+                f->mark[d] = f->markgen;
+                indeg[k]++;
+            }
+        }
+    }
+    int norder = 0;
+    while (!st && norder < nalive) {
+        int best = -1;
+        for (int k = 0; k < f->nk; k++)
+            if (f->k[k].alive && !done[k] && !indeg[k] &&
+                (best < 0 || f->k[k].m[0] < f->k[best].m[0]))
+                best = k;
+        if (best < 0) {
+            st = oc_err_set(err, OC_ERR_INVALID, "fuse: internal error: kernel dependency cycle");
+            break;
+        }
+        done[best] = 1;
+        order[norder++] = best;
+        for (int k = 0; k < f->nk; k++) {
+            if (!f->k[k].alive || done[k]) continue;
+            int hit = 0;
+            for (int i = 0; i < f->k[k].nloads && !hit; i++) hit = kernel_of_load(f, f->k[k].loads[i]) == best;
+            if (hit) indeg[k]--;
+        }
+    }
+    if (!st) {
+        /* buffers: sources, then what kernels write */
+        p->node_buf = oc_arena_alloc(&p->arena, sizeof(int) * ((size_t)nn + 1));
+        p->buf = oc_arena_alloc(&p->arena, sizeof *p->buf * ((size_t)nn + 1));
+        p->kernel = oc_arena_alloc(&p->arena, sizeof *p->kernel * ((size_t)norder + 1));
+        p->out_buf = oc_arena_alloc(&p->arena, sizeof(int) * ((size_t)g->noutputs + 1));
+        p->assign = oc_arena_alloc(&p->arena, sizeof *p->assign * ((size_t)nn + 1));
+        if (!p->node_buf || !p->buf || !p->kernel || !p->out_buf || !p->assign)
+            st = oc_err_set(err, OC_ERR_NOMEM, "fuse: out of memory");
+    }
+    if (!st) {
+        unsigned char *pin = calloc((size_t)nn + 1, 1);
+        if (!pin) st = oc_err_set(err, OC_ERR_NOMEM, "fuse: out of memory");
+        for (int i = 0; pin && i < g->noutputs; i++) pin[f->alias[g->outputs[i].node]] = 1;
+        for (int i = 0; pin && i < nn; i++)
+            if (g->nodes[i]->op == OC_OP_ASSIGN && f->live[i]) pin[f->alias[g->nodes[i]->inputs[1]]] = 1;
+        for (int i = 0; i < nn; i++) p->node_buf[i] = -1;
+        for (int i = 0; pin && i < nn; i++) {
+            const struct oc_node *n = g->nodes[i];
+            int src = f->kind[i] == NK_SOURCE &&
+                      (n->op != OC_OP_CONST || (f->live[i] && f->needed[i]));
+            int tmp = f->kind[i] != NK_SOURCE && f->where[i] >= 0 && f->needed[i];
+            if (!src && !tmp) continue;
+            struct oc_kbuf *b = &p->buf[p->nbuf];
+            b->node = i;
+            b->dtype = n->dtype;
+            b->shape = n->shape;
+            b->bytes = (size_t)oc_shape_numel(&n->shape) * oc_dtype_size(n->dtype);
+            b->kind = n->op == OC_OP_INPUT ? OC_KB_INPUT
+                      : n->op == OC_OP_PARAM ? OC_KB_PARAM
+                      : n->op == OC_OP_STATE ? OC_KB_STATE
+                      : src ? OC_KB_CONST : OC_KB_TEMP;
+            b->pinned = src || pin[i];
+            b->offset = -1;
+            b->def = b->last = -1;
+            p->node_buf[i] = p->nbuf++;
+        }
+        free(pin);
+        for (int i = 0; i < nn; i++)
+            if (g->nodes[i]->op == OC_OP_ASSIGN) p->node_buf[i] = p->node_buf[f->alias[i]];
+        for (int i = 0; i < g->noutputs; i++) {
+            p->out_buf[i] = p->node_buf[f->alias[g->outputs[i].node]];
+            OC_ASSERT(p->out_buf[i] >= 0);
+        }
+        for (int i = 0; i < nn; i++) {
+            const struct oc_node *n = g->nodes[i];
+            if (n->op != OC_OP_ASSIGN || !f->live[i]) continue;
+            struct oc_kassign *a = &p->assign[p->nassign++];
+            a->node = i;
+            a->target = p->node_buf[n->inputs[0]];
+            a->value = p->node_buf[f->alias[n->inputs[1]]];
+            OC_ASSERT(a->target >= 0 && a->value >= 0);
+        }
+        for (int o = 0; o < norder; o++) {
+            struct oc_kernel *k = ks[order[o]];
+            for (int s = 0; s < k->nslot; s++) {
+                k->slot[s].buf = p->node_buf[k->slot[s].node];
+                OC_ASSERT(k->slot[s].buf >= 0);
+            }
+            p->kernel[p->nkernel++] = k;
+        }
+    }
+    free(ks);
+    free(order);
+    free(indeg);
+    free(done);
+    return st;
+}
+
+enum oc_status oc_pass_fuse(const struct oc_graph *g, const struct oc_fuse_opts *o,
+                            struct oc_kprog **out, struct oc_err *err)
+{
+    *out = NULL;
+    struct oc_err e = {0};
+    if (oc_graph_verify(g, &e)) return oc_err_set(err, e.code, "fuse: invalid graph: %s", e.msg);
+    struct fz f;
+    memset(&f, 0, sizeof f);
+    f.g = g;
+    f.nn = g->nnodes;
+    f.fusion = o ? o->fusion : 1;
+    f.debug = o ? o->debug : 0;
+    f.log = o && o->log ? o->log : stderr;
+    f.err = err;
+    struct oc_kprog *p = calloc(1, sizeof *p);
+    enum oc_status st = p ? setup(&f) : oc_err_set(err, OC_ERR_NOMEM, "fuse: out of memory");
+    if (!st) st = decide(&f);
+    /* initial single-node kernels: they must all build */
+    for (int k = 0; k < f.nk && !st; k++) {
+        struct group *gr = &f.k[k];
+        if (gr->lib) {
+            if (lib_loads(&f, gr->m[0], &gr->loads, &gr->nloads))
+                st = oc_err_set(err, OC_ERR_NOMEM, "fuse: out of memory");
+        } else if (try_build(&f, k, &gr->space, gr->rmask, gr->m, gr->nm, &gr->loads,
+                             &gr->nloads, err)) {
+            st = err->code ? err->code : OC_ERR_UNSUPPORTED;
+        }
+    }
+    if (!st && f.fusion) {
+        if (merge_producers(&f) || merge_siblings(&f)) st = err->code ? err->code : OC_ERR_NOMEM;
+    }
+    if (!st) {
+        p->g = g;
+        p->fusion = f.fusion;
+        st = build_program(&f, p);
+    }
+    fz_free(&f);
+    if (st) {
+        oc_kprog_free(p);
+        return st;
+    }
+    *out = p;
+    return OC_OK;
+}
