@@ -27,9 +27,9 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
-    {"run", NULL, "train every method and evaluate every scorer; write report/ (the main job)"},
+    {"run", oc_cmd_run, "train every method and evaluate every scorer; write report/ (the main job)"},
     {"train", oc_cmd_train, "train a Wide ResNet with a head on a dataset"},
-    {"eval", NULL, "score in-distribution and OOD sets, tune T/eps, write results.json"},
+    {"eval", oc_cmd_eval, "score in-distribution and OOD sets, tune T/eps, write results.json"},
     {"eval-acc", oc_cmd_eval_acc, "test accuracy of a checkpoint"},
     {"metrics", oc_cmd_metrics, "FPR95, detection error, AUROC, AUPR-In/Out of two score files"},
     {"compile", NULL, "compile a deployable scorer ahead of time (object, shared library, header)"},

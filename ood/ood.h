@@ -4,6 +4,7 @@
 #define OODC_OOD_H
 
 #include "data.h"
+#include "eval.h"
 #include "metrics.h"
 #include "train.h"
 

@@ -15,6 +15,7 @@
 #include "../codegen/codegen.h"
 #include "../passes/fuse.h"
 #include "cpu-impl.h"
+#include "cuda-impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +28,14 @@
 #define PAR_MIN_POINTS 32768
 
 struct oc_rt {
+    struct oc_cuda *cuda; /* created on the first cuda compile */
     struct oc_llvm *llvm;
     struct oc_pool *pool;
     int nthreads, debug;
 };
 
 struct oc_exec {
+    struct oc_cuda_exec *cuda; /* set: everything below is unused, the CUDA executor runs it */
     struct oc_rt *rt;
     int own_rt;
     struct oc_graph *g;
@@ -98,6 +101,7 @@ enum oc_status oc_rt_new(struct oc_rt **out, int nthreads, int debug, struct oc_
 void oc_rt_free(struct oc_rt *rt)
 {
     if (!rt) return;
+    oc_cuda_free(rt->cuda);
     oc_pool_free(rt->pool);
     oc_llvm_free(rt->llvm);
     free(rt);
@@ -118,6 +122,7 @@ struct oc_compile_opts oc_compile_defaults(void)
     memset(&o, 0, sizeof o);
     o.fusion = 1;
     o.inplace = 1;
+    o.tf32 = -1;
     return o;
 }
 
@@ -158,6 +163,34 @@ static void fill_const(const struct oc_node *n, void *dst)
         oc_buf_set(&b, i, oc_kir_round(n->dtype, n->attrs.data ? n->attrs.data[i] : n->attrs.value));
 }
 
+/* The CUDA executor (runtime/cuda-exec.c) runs the whole program; the
+ * oc_exec handle forwards to it. */
+static enum oc_status compile_cuda(const struct oc_graph *g, const struct oc_compile_opts *o,
+                                   struct oc_exec **out, struct oc_err *err)
+{
+    struct oc_cuda_exec_opts co = oc_cuda_exec_defaults();
+    co.fusion = o->fusion;
+    co.debug = o->debug;
+    co.inplace = o->inplace;
+    co.poison = o->poison;
+    co.profile = o->profile;
+    co.tf32 = o->tf32;
+    co.graph = co.graph || o->cuda_graph;
+    enum oc_status st;
+    if (o->rt) {
+        if (!o->rt->cuda && (st = oc_cuda_new(&o->rt->cuda, NULL, err))) return st;
+        co.cu = o->rt->cuda;
+    }
+    struct oc_exec *cx = calloc(1, sizeof *cx);
+    if (!cx) return oc_err_set(err, OC_ERR_NOMEM, "compile: out of memory");
+    if ((st = oc_cuda_exec_new(g, &co, &cx->cuda, err))) {
+        free(cx);
+        return st;
+    }
+    *out = cx;
+    return OC_OK;
+}
+
 enum oc_status oc_compile(const struct oc_graph *g, const char *device,
                           const struct oc_compile_opts *opts, struct oc_exec **out,
                           struct oc_err *err)
@@ -167,6 +200,7 @@ enum oc_status oc_compile(const struct oc_graph *g, const char *device,
     if (env_int("OC_FUSION", 1) == 0) o.fusion = 0;
     int envdbg = env_int("OC_DEBUG", 0);
     if (envdbg > o.debug) o.debug = envdbg;
+    if (device && !strcmp(device, "cuda")) return compile_cuda(g, &o, out, err);
     if (device && strcmp(device, "cpu"))
         return oc_err_set(err, OC_ERR_UNSUPPORTED,
                           "compile: device \"%s\" is not available in this build (use \"cpu\")",
@@ -291,6 +325,7 @@ static void copy_in(const struct oc_kbuf *kb, void *dst, const struct oc_buf *v)
 enum oc_status oc_exec_set(struct oc_exec *ex, const char *name, const struct oc_buf *v,
                            struct oc_err *err)
 {
+    if (ex->cuda) return oc_cuda_exec_set(ex->cuda, name, v, err);
     int b = name ? find_buf_named(ex, name) : -1;
     if (b < 0)
         return oc_err_set(err, OC_ERR_INVALID, "exec: graph has no input, param or state named \"%s\"",
@@ -347,6 +382,7 @@ static void run_kernel(struct oc_exec *ex, int i)
 
 enum oc_status oc_exec_run(struct oc_exec *ex, uint64_t seed, struct oc_err *err)
 {
+    if (ex->cuda) return oc_cuda_exec_run(ex->cuda, seed, err);
     struct oc_kprog *p = ex->prog;
     const struct oc_graph *g = ex->g;
     for (int b = 0; b < p->nbuf; b++) {
@@ -406,6 +442,7 @@ enum oc_status oc_exec_run(struct oc_exec *ex, uint64_t seed, struct oc_err *err
 enum oc_status oc_exec_get(struct oc_exec *ex, const char *name, struct oc_buf *out,
                            struct oc_err *err)
 {
+    if (ex->cuda) return oc_cuda_exec_get(ex->cuda, name, out, err);
     memset(out, 0, sizeof *out);
     const struct oc_kprog *p = ex->prog;
     int o = name ? oc_graph_find_output(ex->g, name) : -1;
@@ -435,10 +472,17 @@ enum oc_status oc_exec_get(struct oc_exec *ex, const char *name, struct oc_buf *
 
 /* ---------------------------------------------------------------- introspection */
 
-const struct oc_kprog *oc_exec_program(const struct oc_exec *ex) { return ex->prog; }
+const struct oc_kprog *oc_exec_program(const struct oc_exec *ex)
+{
+    return ex->cuda ? oc_cuda_exec_program(ex->cuda) : ex->prog;
+}
 
 void oc_exec_stats(const struct oc_exec *ex, struct oc_exec_stats *st)
 {
+    if (ex->cuda) {
+        oc_cuda_exec_fill_stats(ex->cuda, st);
+        return;
+    }
     memset(st, 0, sizeof *st);
     const struct oc_kprog *p = ex->prog;
     st->nkernels = p->nkernel;
@@ -453,6 +497,10 @@ void oc_exec_stats(const struct oc_exec *ex, struct oc_exec_stats *st)
 
 void oc_exec_profile(const struct oc_exec *ex, FILE *f)
 {
+    if (ex->cuda) {
+        oc_cuda_exec_profile(ex->cuda, f);
+        return;
+    }
     const struct oc_kprog *p = ex->prog;
     int *ord = malloc(sizeof(int) * ((size_t)p->nkernel + 1));
     if (!ord) return;
@@ -483,6 +531,11 @@ void oc_exec_profile(const struct oc_exec *ex, FILE *f)
 void oc_exec_free(struct oc_exec *ex)
 {
     if (!ex) return;
+    if (ex->cuda) {
+        oc_cuda_exec_free(ex->cuda);
+        free(ex);
+        return;
+    }
     if (ex->debug >= 1 && ex->prog && ex->nruns) oc_exec_profile(ex, stderr);
     const struct oc_kprog *p = ex->prog;
     if (p) {

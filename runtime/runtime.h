@@ -49,6 +49,8 @@ struct oc_compile_opts {
     int poison;       /* 1: fill the arena with NaN bytes before every run (planner test) */
     int profile;      /* 1: time every kernel (implied by OC_DEBUG >= 1) */
     struct oc_rt *rt; /* shared runtime context, or NULL for a private one */
+    int tf32;         /* cuda: -1 (default) $OC_TF32, 0 fp32 GEMMs, 1 TF32 allowed (training: 1) */
+    int cuda_graph;   /* cuda: capture a step into a CUDA graph, replay it ($OC_CUDA_GRAPH=1) */
 };
 
 /* fusion 1, inplace 1, everything else 0. */

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build_pkgs=(gcc make cmake pkg-config libcriterion-dev llvm-dev zlib1g-dev libopenblas-dev libstb-dev)
-run_pkgs=(dataset-fashion-mnist)
+run_pkgs=(dataset-fashion-mnist lomiri-wallpapers-16.04)
 
 case "${1:-all}" in
   build) want=("${build_pkgs[@]}") ;;
