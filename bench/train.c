@@ -12,7 +12,6 @@
  * threads, kernels per step) and the command line, as CONVENTIONS.md asks.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include <unistd.h>
 
 #include "../ood/train.h"
+#include "common.h"
 
 
 static void usage(FILE *f)
@@ -46,125 +46,43 @@ static void usage(FILE *f)
             "  -h, --help         show this help\n");
 }
 
-/* snprintf through a va_list: long paths are cut, never overflow (and
- * GCC's truncation warning does not apply to a checked, deliberate cut). */
-static void fmt(char *dst, size_t n, const char *f, ...) __attribute__((format(printf, 3, 4)));
-static void fmt(char *dst, size_t n, const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(dst, n, f, ap);
-    va_end(ap);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static void machine(FILE *f)
-{
-    char model[256] = "unknown CPU", line[512];
-    FILE *c = fopen("/proc/cpuinfo", "r");
-    while (c && fgets(line, sizeof line, c))
-        if (!strncmp(line, "model name", 10)) {
-            char *p = strchr(line, ':');
-            if (p) {
-                p++;
-                while (*p == ' ') p++;
-                p[strcspn(p, "\n")] = 0;
-                fmt(model, sizeof model, "%s", p);
-            }
-            break;
-        }
-    if (c) fclose(c);
-    double load[3] = {0};
-    FILE *l = fopen("/proc/loadavg", "r");
-    if (l) {
-        if (fscanf(l, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1;
-        fclose(l);
-    }
-    fprintf(f, "machine: %s, %ld cores online, load average %.2f %.2f %.2f\n", model,
-            sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
-}
-
-/* Finds the peer script: explicit, ./bench/peer, or beside the executable's
- * source tree (build folders sit one or two levels below it). */
-static int find_peer(const char *given, char *out, size_t n)
-{
-    if (given) {
-        fmt(out, n, "%s", given);
-        return access(out, R_OK) == 0;
-    }
-    if (access("bench/peer/torch_train.py", R_OK) == 0) {
-        fmt(out, n, "bench/peer/torch_train.py");
-        return 1;
-    }
-    char exe[PATH_MAX];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (k <= 0) return 0;
-    exe[k] = 0;
-    for (int up = 1; up <= 3; up++) {
-        char *s = strrchr(exe, '/');
-        if (!s) return 0;
-        *s = 0;
-        fmt(out, n, "%s/bench/peer/torch_train.py", exe);
-        if (access(out, R_OK) == 0) return 1;
-    }
-    return 0;
-}
-
 /* Runs the peer; fills the medians from its JSON line. */
 static int run_peer(const char *script, const char *model, int batch, int in_ch, int size,
                     int threads, int steps, int warmup, int repeats, int forward, double *train,
                     double *fwd, char *info, size_t ninfo)
 {
     if (access("/usr/bin/python3", X_OK)) {
-        fmt(info, ninfo, "/usr/bin/python3 not found");
+        oc_bench_fmt(info, ninfo, "/usr/bin/python3 not found");
         return 0;
     }
     char cmd[2048];
-    fmt(cmd, sizeof cmd,
+    oc_bench_fmt(cmd, sizeof cmd,
              "/usr/bin/python3 '%s' --model %s --batch %d --in-ch %d --size %d --threads %d "
              "--steps %d --warmup %d --repeats %d%s 2>&1",
              script, model, batch, in_ch, size, threads, steps, warmup, repeats,
              forward ? "" : " --no-forward");
     FILE *p = popen(cmd, "r");
     if (!p) {
-        fmt(info, ninfo, "cannot run %s: %s", cmd, strerror(errno));
+        oc_bench_fmt(info, ninfo, "cannot run %s: %s", cmd, strerror(errno));
         return 0;
     }
     char line[8192], last[8192] = "";
     while (fgets(line, sizeof line, p))
         if (line[0] == '{') snprintf(last, sizeof last, "%s", line);
-        else if (!last[0]) fmt(info, ninfo, "%s", line);
+        else if (!last[0]) oc_bench_fmt(info, ninfo, "%s", line);
     int rc = pclose(p);
     char *t = strstr(last, "\"train_median\": "), *f = strstr(last, "\"forward_median\": ");
     char *v = strstr(last, "\"torch\": \"");
     if (rc != 0 || !t) {
         info[strcspn(info, "\n")] = 0;
-        if (!info[0]) fmt(info, ninfo, "the peer failed (exit %d)", rc);
+        if (!info[0]) oc_bench_fmt(info, ninfo, "the peer failed (exit %d)", rc);
         return 0;
     }
     *train = strtod(t + 16, NULL);
     *fwd = f && strncmp(f + 18, "null", 4) ? strtod(f + 18, NULL) : 0;
     char ver[64] = "?";
     if (v) sscanf(v + 10, "%63[^\"]", ver);
-    fmt(info, ninfo, "PyTorch %s, %d threads: %s", ver, threads, cmd);
+    oc_bench_fmt(info, ninfo, "PyTorch %s, %d threads: %s", ver, threads, cmd);
     info[strcspn(info, "\n")] = 0;
     char *redirect = strstr(info, " 2>&1");
     if (redirect) *redirect = 0;
@@ -179,28 +97,14 @@ static enum oc_status time_steps(struct oc_exec *ex, int steps, int warmup, int 
         if (s) return s;
     }
     for (int r = 0; r < repeats; r++) {
-        double t0 = now_s();
+        double t0 = oc_bench_now();
         for (int i = 0; i < steps; i++) {
             enum oc_status s = oc_exec_run(ex, 0, err);
             if (s) return s;
         }
-        ips[r] = (double)batch * steps / (now_s() - t0);
+        ips[r] = (double)batch * steps / (oc_bench_now() - t0);
     }
     return OC_OK;
-}
-
-static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "oodc bench train: %s: '%s' is not a number in %d..%d\n", flag,
-                v ? v : "(missing)", lo, hi);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
 }
 
 int oc_bench_train(int argc, char **argv)
@@ -227,19 +131,19 @@ int oc_bench_train(int argc, char **argv)
         } else if (!strcmp(a, "--peer") && v) {
             peer_given = v, i++;
         } else if (!strcmp(a, "--batch")) {
-            if (parse_int(a, v, 1, 1 << 16, &batch)) return 2;
+            if (oc_bench_parse_int("train", a, v, 1, 1 << 16, &batch)) return 2;
             i++;
         } else if (!strcmp(a, "--steps")) {
-            if (parse_int(a, v, 1, 1 << 20, &steps)) return 2;
+            if (oc_bench_parse_int("train", a, v, 1, 1 << 20, &steps)) return 2;
             i++;
         } else if (!strcmp(a, "--warmup")) {
-            if (parse_int(a, v, 0, 1 << 20, &warmup)) return 2;
+            if (oc_bench_parse_int("train", a, v, 0, 1 << 20, &warmup)) return 2;
             i++;
         } else if (!strcmp(a, "--repeats")) {
-            if (parse_int(a, v, 1, 1000, &repeats)) return 2;
+            if (oc_bench_parse_int("train", a, v, 1, 1000, &repeats)) return 2;
             i++;
         } else if (!strcmp(a, "--threads")) {
-            if (parse_int(a, v, 1, 1024, &threads)) return 2;
+            if (oc_bench_parse_int("train", a, v, 1, 1024, &threads)) return 2;
             i++;
         } else {
             fprintf(stderr, "oodc bench train: unknown option or missing value '%s'\n\n", a);
@@ -263,7 +167,7 @@ int oc_bench_train(int argc, char **argv)
 
     printf("oodc bench train: %s, %dx%dx%d inputs, batch %d, %d classes\n", model, in_ch, size, size,
            batch, k);
-    machine(stdout);
+    oc_bench_machine(stdout);
     printf("command:");
     printf(" oodc bench");
     for (int i = 0; i < argc; i++) printf(" %s", argv[i]);
@@ -299,15 +203,15 @@ int oc_bench_train(int argc, char **argv)
     struct oc_compile_opts o = oc_compile_defaults();
     o.rt = rt;
     o.fusion = fusion;
-    double t0 = now_s();
+    double t0 = oc_bench_now();
     if ((s = oc_train_step_graph(&m, batch, 0.9, 5e-4, &tg, &err)) ||
         (s = oc_compile(tg, "cpu", &o, &tx, &err)))
         goto fail;
-    double tc_train = now_s() - t0;
-    t0 = now_s();
+    double tc_train = oc_bench_now() - t0;
+    t0 = oc_bench_now();
     if ((s = oc_train_eval_graph(&m, batch, &eg, &err)) || (s = oc_compile(eg, "cpu", &o, &ex, &err)))
         goto fail;
-    double tc_fwd = now_s() - t0;
+    double tc_fwd = oc_bench_now() - t0;
     if ((s = oc_train_init_params(tx, tg, 0, &err)) || (s = oc_exec_set(tx, "x", &x, &err)) ||
         (s = oc_exec_set(tx, "labels", &y, &err)) || (s = oc_exec_set(tx, "lr", &lr, &err)) ||
         (s = oc_exec_set(tx, "step", &st, &err)))
@@ -330,15 +234,15 @@ int oc_bench_train(int argc, char **argv)
         tmin = ti[r] < tmin ? ti[r] : tmin, tmax = ti[r] > tmax ? ti[r] : tmax;
         fmin = fi[r] < fmin ? fi[r] : fmin, fmax = fi[r] > fmax ? fi[r] : fmax;
     }
-    double tmed = median(ti, repeats), fmed = forward ? median(fi, repeats) : 0;
+    double tmed = oc_bench_median(ti, repeats), fmed = forward ? oc_bench_median(fi, repeats) : 0;
 
     double ptrain = 0, pfwd = 0;
     char info[2048] = "";
     int have_peer = 0;
     if (peer) {
         char script[PATH_MAX];
-        if (!find_peer(peer_given, script, sizeof script))
-            fmt(info, sizeof info, "peer script %s not found (give --peer FILE)",
+        if (!oc_bench_find_peer(peer_given, "bench/peer/torch_train.py", script, sizeof script))
+            oc_bench_fmt(info, sizeof info, "peer script %s not found (give --peer FILE)",
                      peer_given ? peer_given : "bench/peer/torch_train.py");
         else
             have_peer = run_peer(script, model, batch, in_ch, size, oc_rt_nthreads(rt), steps,

@@ -13,9 +13,9 @@ struct bench {
 };
 
 static const struct bench benches[] = {
-    {"heads", NULL, "forward+backward of the OOD heads, fused vs unfused vs PyTorch"},
+    {"heads", oc_bench_heads, "forward+backward of the OOD heads, fused vs unfused vs PyTorch"},
     {"train", oc_bench_train, "Wide ResNet training step and forward images/s vs PyTorch"},
-    {"scorer", NULL, "compiled scorer latency and throughput vs PyTorch"},
+    {"scorer", oc_bench_scorer, "compiled scorer latency and throughput vs PyTorch"},
 };
 
 int oc_cmd_bench(int argc, char **argv)

@@ -32,25 +32,6 @@ static void usage(FILE *f)
             "  -h, --help           show this help\n");
 }
 
-static int flag_value(int argc, char **argv, int *i, const char *name, const char **val,
-                      int *missing)
-{
-    size_t len = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, len) != 0) return 0;
-    if (a[len] == '=') {
-        *val = a + len + 1;
-        return 1;
-    }
-    if (a[len] != 0) return 0;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return 1;
-    }
-    *val = argv[++*i];
-    return 1;
-}
-
 static int parse_pos(const char *s, long long hi, long long *out)
 {
     char *end;
@@ -85,19 +66,19 @@ int oc_cmd_eval_acc(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (flag_value(argc, argv, &i, "--checkpoint", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--checkpoint", &v, &missing)) {
             path = v;
-        } else if (flag_value(argc, argv, &i, "--data", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--data", &v, &missing)) {
             data = v;
-        } else if (flag_value(argc, argv, &i, "--device", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--device", &v, &missing)) {
             device = v;
-        } else if (flag_value(argc, argv, &i, "--batch", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--batch", &v, &missing)) {
             if (!missing && parse_pos(v, 1 << 20, &batch))
                 return oc_cli_usage_error("eval-acc", "--batch: '%s' is not a batch size", v);
-        } else if (flag_value(argc, argv, &i, "--limit", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--limit", &v, &missing)) {
             if (!missing && parse_pos(v, 1LL << 40, &limit))
                 return oc_cli_usage_error("eval-acc", "--limit: '%s' is not a positive number", v);
-        } else if (flag_value(argc, argv, &i, "--threads", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--threads", &v, &missing)) {
             if (!missing && parse_pos(v, 1024, &threads))
                 return oc_cli_usage_error("eval-acc", "--threads: '%s' is not a thread count", v);
         } else {

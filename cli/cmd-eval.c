@@ -57,36 +57,6 @@ static void usage(FILE *f)
             "  -h, --help           show this help\n");
 }
 
-/* "--name VALUE" or "--name=VALUE"; advances *i past the value. */
-static int flag_value(int argc, char **argv, int *i, const char *name, const char **val,
-                      int *missing)
-{
-    size_t len = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, len) != 0) return 0;
-    if (a[len] == '=') {
-        *val = a + len + 1;
-        return 1;
-    }
-    if (a[len] != 0) return 0;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return 1;
-    }
-    *val = argv[++*i];
-    return 1;
-}
-
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
 static enum oc_status bind_checkpoint(void *ctx, struct oc_exec *ex, const struct oc_graph *g,
                                       struct oc_err *err)
 {
@@ -112,38 +82,38 @@ int oc_cmd_eval(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--quiet")) {
             quiet = 1;
-        } else if (flag_value(argc, argv, &i, "--checkpoint", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--checkpoint", &v, &missing)) {
             ck_path = v;
-        } else if (flag_value(argc, argv, &i, "--out", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--out", &v, &missing)) {
             out = v;
-        } else if (flag_value(argc, argv, &i, "--method", &v, &missing) ||
-                   flag_value(argc, argv, &i, "--methods", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--method", &v, &missing) ||
+                   oc_cli_flag(argc, argv, &i, "--methods", &v, &missing)) {
             methods = v;
-        } else if (flag_value(argc, argv, &i, "--data", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--data", &v, &missing)) {
             data = v;
-        } else if (flag_value(argc, argv, &i, "--device", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--device", &v, &missing)) {
             o.device = v;
-        } else if (flag_value(argc, argv, &i, "--ood", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--ood", &v, &missing)) {
             if (!missing && nood == MAX_OOD)
                 return oc_cli_usage_error("eval", "at most %d OOD sets", MAX_OOD);
             if (!missing) ood_specs[nood++] = v;
-        } else if (flag_value(argc, argv, &i, "--batch", &v, &missing)) {
-            if (!missing && parse_i64(v, 1, 1 << 16, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--batch", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 1, 1 << 16, &n))
                 return oc_cli_usage_error("eval", "--batch: '%s' is not a batch size (1..65536)", v);
             o.batch = (int)n;
-        } else if (flag_value(argc, argv, &i, "--test-n", &v, &missing)) {
-            if (!missing && parse_i64(v, 1, INT64_MAX, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--test-n", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 1, INT64_MAX, &n))
                 return oc_cli_usage_error("eval", "--test-n: '%s' is not a positive number", v);
             test_n = n;
-        } else if (flag_value(argc, argv, &i, "--tune-n", &v, &missing)) {
-            if (!missing && parse_i64(v, 1, INT64_MAX, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--tune-n", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 1, INT64_MAX, &n))
                 return oc_cli_usage_error("eval", "--tune-n: '%s' is not a positive number", v);
             o.tune_in_n = o.tune_ood_n = n;
-        } else if (flag_value(argc, argv, &i, "--fit-n", &v, &missing)) {
-            if (!missing && parse_i64(v, 1, INT64_MAX, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--fit-n", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 1, INT64_MAX, &n))
                 return oc_cli_usage_error("eval", "--fit-n: '%s' is not a positive number", v);
             o.fit_n = n;
-        } else if (flag_value(argc, argv, &i, "--seed", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--seed", &v, &missing)) {
             char *end;
             errno = 0;
             unsigned long long s = missing ? 0 : strtoull(v, &end, 10);

@@ -35,25 +35,6 @@ static void usage(FILE *f)
 }
 
 /* Matches "--name VALUE" and "--name=VALUE"; advances *i past the value. */
-static int flag_value(int argc, char **argv, int *i, const char *name, const char **val,
-                      int *missing)
-{
-    size_t len = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, len) != 0) return 0;
-    if (a[len] == '=') {
-        *val = a + len + 1;
-        return 1;
-    }
-    if (a[len] != 0) return 0;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return 1;
-    }
-    *val = argv[++*i];
-    return 1;
-}
-
 /* Bad input is a usage error (2); running out of memory is a failure (1). */
 static int fail(enum oc_status st, const char *flag, const char *msg)
 {
@@ -77,8 +58,8 @@ int oc_cmd_metrics(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
-        } else if (flag_value(argc, argv, &i, "--in", &in_path, &missing) ||
-                   flag_value(argc, argv, &i, "--out", &out_path, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--in", &in_path, &missing) ||
+                   oc_cli_flag(argc, argv, &i, "--out", &out_path, &missing)) {
             if (missing) return oc_cli_usage_error("metrics", "%s needs a FILE argument", a);
         } else {
             usage(stderr);

@@ -53,35 +53,6 @@ static void usage(FILE *f)
             "  -h, --help           show this help\n");
 }
 
-static int flag_value(int argc, char **argv, int *i, const char *name, const char **val,
-                      int *missing)
-{
-    size_t len = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, len) != 0) return 0;
-    if (a[len] == '=') {
-        *val = a + len + 1;
-        return 1;
-    }
-    if (a[len] != 0) return 0;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return 1;
-    }
-    *val = argv[++*i];
-    return 1;
-}
-
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
 int oc_cmd_run(int argc, char **argv)
 {
     /* the preset first: the other flags override it */
@@ -103,57 +74,57 @@ int oc_cmd_run(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--retrain")) {
             c.retrain = 1;
-        } else if (flag_value(argc, argv, &i, "--preset", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--preset", &v, &missing)) {
             /* read above */
-        } else if (flag_value(argc, argv, &i, "--cifar", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--cifar", &v, &missing)) {
             if (!missing) {
                 snprintf(cifar_spec, sizeof cifar_spec, "cifar10:%s", v);
                 c.data = cifar_spec;
             }
-        } else if (flag_value(argc, argv, &i, "--tiny", &v, &missing) ||
-                   flag_value(argc, argv, &i, "--photos", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--tiny", &v, &missing) ||
+                   oc_cli_flag(argc, argv, &i, "--photos", &v, &missing)) {
             c.photos = v;
-        } else if (flag_value(argc, argv, &i, "--data", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--data", &v, &missing)) {
             c.data = v;
-        } else if (flag_value(argc, argv, &i, "--arch", &v, &missing) ||
-                   flag_value(argc, argv, &i, "--model", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--arch", &v, &missing) ||
+                   oc_cli_flag(argc, argv, &i, "--model", &v, &missing)) {
             c.arch = v;
-        } else if (flag_value(argc, argv, &i, "--device", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--device", &v, &missing)) {
             c.device = v;
-        } else if (flag_value(argc, argv, &i, "--runs", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--runs", &v, &missing)) {
             c.runs_dir = v;
-        } else if (flag_value(argc, argv, &i, "--report", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--report", &v, &missing)) {
             c.report_dir = v;
-        } else if (flag_value(argc, argv, &i, "--heads", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--heads", &v, &missing)) {
             c.heads = v;
-        } else if (flag_value(argc, argv, &i, "--method", &v, &missing) ||
-                   flag_value(argc, argv, &i, "--methods", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--method", &v, &missing) ||
+                   oc_cli_flag(argc, argv, &i, "--methods", &v, &missing)) {
             c.methods = v;
-        } else if (flag_value(argc, argv, &i, "--epochs", &v, &missing)) {
-            if (!missing && parse_i64(v, 1, 100000, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--epochs", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 1, 100000, &n))
                 return oc_cli_usage_error("run", "--epochs: '%s' is not a number of epochs", v);
             c.epochs = (int)n;
-        } else if (flag_value(argc, argv, &i, "--batch", &v, &missing)) {
-            if (!missing && parse_i64(v, 1, 1 << 16, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--batch", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 1, 1 << 16, &n))
                 return oc_cli_usage_error("run", "--batch: '%s' is not a batch size", v);
             c.batch = (int)n;
-        } else if (flag_value(argc, argv, &i, "--limit", &v, &missing)) {
-            if (!missing && parse_i64(v, 0, INT64_MAX, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--limit", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 0, INT64_MAX, &n))
                 return oc_cli_usage_error("run", "--limit: '%s' is not a number of images", v);
             c.train_limit = n;
-        } else if (flag_value(argc, argv, &i, "--test-n", &v, &missing)) {
-            if (!missing && parse_i64(v, 0, INT64_MAX, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--test-n", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 0, INT64_MAX, &n))
                 return oc_cli_usage_error("run", "--test-n: '%s' is not a number of images", v);
             c.test_n = n;
-        } else if (flag_value(argc, argv, &i, "--tune-n", &v, &missing)) {
-            if (!missing && parse_i64(v, 0, INT64_MAX, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--tune-n", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 0, INT64_MAX, &n))
                 return oc_cli_usage_error("run", "--tune-n: '%s' is not a number of images", v);
             c.tune_n = n;
-        } else if (flag_value(argc, argv, &i, "--fit-n", &v, &missing)) {
-            if (!missing && parse_i64(v, 0, INT64_MAX, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--fit-n", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 0, INT64_MAX, &n))
                 return oc_cli_usage_error("run", "--fit-n: '%s' is not a number of images", v);
             c.fit_n = n;
-        } else if (flag_value(argc, argv, &i, "--seed", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--seed", &v, &missing)) {
             char *end;
             errno = 0;
             unsigned long long s = missing ? 0 : strtoull(v, &end, 10);

@@ -57,36 +57,6 @@ static void usage(FILE *f)
             "  -h, --help           show this help\n");
 }
 
-/* "--name VALUE" or "--name=VALUE"; advances *i past the value. */
-static int flag_value(int argc, char **argv, int *i, const char *name, const char **val,
-                      int *missing)
-{
-    size_t len = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, len) != 0) return 0;
-    if (a[len] == '=') {
-        *val = a + len + 1;
-        return 1;
-    }
-    if (a[len] != 0) return 0;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return 1;
-    }
-    *val = argv[++*i];
-    return 1;
-}
-
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
 int oc_cmd_train(int argc, char **argv)
 {
     struct oc_train_cfg c = oc_train_cfg_default();
@@ -97,7 +67,7 @@ int oc_cmd_train(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         int missing = 0;
-        int64_t n;
+        int64_t n = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -110,44 +80,44 @@ int oc_cmd_train(int argc, char **argv)
             c.fusion = 0;
         } else if (!strcmp(a, "--quiet")) {
             c.quiet = 1;
-        } else if (flag_value(argc, argv, &i, "--model", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--model", &v, &missing)) {
             c.model = v;
-        } else if (flag_value(argc, argv, &i, "--data", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--data", &v, &missing)) {
             c.data = v;
-        } else if (flag_value(argc, argv, &i, "--out", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--out", &v, &missing)) {
             c.out_dir = v;
-        } else if (flag_value(argc, argv, &i, "--head", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--head", &v, &missing)) {
             c.head = v;
-        } else if (flag_value(argc, argv, &i, "--device", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--device", &v, &missing)) {
             c.device = v;
-        } else if (flag_value(argc, argv, &i, "--progress", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--progress", &v, &missing)) {
             if (!missing && strcmp(v, "bar") && strcmp(v, "lines"))
                 return oc_cli_usage_error("train", "--progress: '%s' is not bar or lines", v);
             if (!missing) c.progress = !strcmp(v, "bar");
-        } else if (flag_value(argc, argv, &i, "--epochs", &v, &missing)) {
-            if (!missing && parse_i64(v, 1, 100000, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--epochs", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 1, 100000, &n))
                 return oc_cli_usage_error("train", "--epochs: '%s' is not a number of epochs (1..100000)", v);
             c.epochs = (int)n;
             epochs_given = 1;
-        } else if (flag_value(argc, argv, &i, "--batch", &v, &missing)) {
-            if (!missing && parse_i64(v, 1, 1 << 20, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--batch", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 1, 1 << 20, &n))
                 return oc_cli_usage_error("train", "--batch: '%s' is not a batch size (1..1048576)", v);
             c.batch = (int)n;
             batch_given = 1;
-        } else if (flag_value(argc, argv, &i, "--limit", &v, &missing)) {
-            if (!missing && parse_i64(v, 1, INT64_MAX, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--limit", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 1, INT64_MAX, &n))
                 return oc_cli_usage_error("train", "--limit: '%s' is not a positive number of images", v);
             c.train_limit = n;
             limit_given = 1;
-        } else if (flag_value(argc, argv, &i, "--threads", &v, &missing)) {
-            if (!missing && parse_i64(v, 1, 1024, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--threads", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 1, 1024, &n))
                 return oc_cli_usage_error("train", "--threads: '%s' is not a thread count (1..1024)", v);
             c.threads = (int)n;
-        } else if (flag_value(argc, argv, &i, "--stop-after", &v, &missing)) {
-            if (!missing && parse_i64(v, 1, 100000, &n))
+        } else if (oc_cli_flag(argc, argv, &i, "--stop-after", &v, &missing)) {
+            if (!missing && oc_cli_i64(v, 1, 100000, &n))
                 return oc_cli_usage_error("train", "--stop-after: '%s' is not a number of epochs", v);
             c.stop_after = (int)n;
-        } else if (flag_value(argc, argv, &i, "--seed", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--seed", &v, &missing)) {
             char *end;
             errno = 0;
             unsigned long long s = missing ? 0 : strtoull(v, &end, 10);
@@ -155,7 +125,7 @@ int oc_cmd_train(int argc, char **argv)
                 return oc_cli_usage_error("train", "--seed: '%s' is not an unsigned integer", v);
             c.seed = s;
             seed_given = 1;
-        } else if (flag_value(argc, argv, &i, "--lr", &v, &missing)) {
+        } else if (oc_cli_flag(argc, argv, &i, "--lr", &v, &missing)) {
             char *end;
             errno = 0;
             double x = missing ? 0 : strtod(v, &end);

@@ -32,7 +32,7 @@ static const struct verb verbs[] = {
     {"eval", oc_cmd_eval, "score in-distribution and OOD sets, tune T/eps, write results.json"},
     {"eval-acc", oc_cmd_eval_acc, "test accuracy of a checkpoint"},
     {"metrics", oc_cmd_metrics, "FPR95, detection error, AUROC, AUPR-In/Out of two score files"},
-    {"compile", NULL, "compile a deployable scorer ahead of time (object, shared library, header)"},
+    {"compile", oc_cmd_compile, "compile a deployable scorer ahead of time (object, shared library, header)"},
     {"bench", oc_cmd_bench, "benchmarks: heads, train, scorer"},
     {"graph", oc_cmd_graph, "print|dot|eval|grad a graph in the IR text form"},
 };

@@ -37,6 +37,13 @@ void oc_llvm_free(struct oc_llvm *j);
 enum oc_status oc_llvm_compile(struct oc_llvm *j, struct oc_kernel *const *ks, int n,
                                oc_kernel_fn *fns, int debug, struct oc_err *err);
 
+/* Rows a generated function processes together (in [begin, end) blocks
+ * of this many, with the rows innermost so that they vectorize), or 0 for
+ * one row at a time. Reductions over leading axes (a sum over the batch of
+ * a [B,C] tensor) are blocked; the executor aligns its chunks to it. */
+#define OC_LLVM_ROW_BLOCK 32
+int oc_llvm_row_block(const struct oc_kernel *k);
+
 /* Number of distinct kernels compiled so far, and cache hits. */
 void oc_llvm_stats(const struct oc_llvm *j, int *compiled, int *hits);
 

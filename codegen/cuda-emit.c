@@ -526,7 +526,7 @@ static void eix(struct ce *e, const struct oc_kix *x, struct ref *r)
         fmt_(r->s, sizeof r->s, "j");
         return;
     }
-    if (e->lin_j && e->trailing && is_lin(e->k, x, all_axes(e->k))) {
+    if (e->lin_j && e->lin_row && e->trailing && is_lin(e->k, x, all_axes(e->k))) {
         fmt_(r->s, sizeof r->s, "(row * %lld + j)", (long long)e->L.inner);
         return;
     }
@@ -967,15 +967,73 @@ static void body_thread(struct ce *e, const char *rowvar, const char *from, cons
     close_block(e, "");
 }
 
+/* Whether value v, computed in a stage, reads an element that a row store
+ * writes (a load at that store's very index), through its operands or
+ * the values its indices are computed from. */
+static int reads_row_elem(const struct oc_kernel *k, const struct oc_kval *v, unsigned char *seen);
+
+static int ix_reads_row_elem(const struct oc_kernel *k, const struct oc_kix *x, unsigned char *seen)
+{
+    for (int t = 0; x && t < x->nterm; t++) {
+        const struct oc_katom *a = x->atom[t];
+        if (a->kind == OC_KA_VAL && reads_row_elem(k, a->v, seen)) return 1;
+        if ((a->kind == OC_KA_DIV || a->kind == OC_KA_MOD) && ix_reads_row_elem(k, a->x, seen)) return 1;
+    }
+    return 0;
+}
+
+static int reads_row_elem(const struct oc_kernel *k, const struct oc_kval *v, unsigned char *seen)
+{
+    if (!v || seen[v->id]) return 0;
+    seen[v->id] = 1;
+    if (v->kind == OC_KV_LOAD)
+        for (int i = 0; i < k->nstore; i++)
+            if (k->store[i].stage < 0 && k->store[i].ix == v->ix) return 1;
+    for (int a = 0; a < v->nargs && a < 3; a++)
+        if (reads_row_elem(k, v->arg[a], seen)) return 1;
+    return ix_reads_row_elem(k, v->ix, seen);
+}
+
+/* Whether the row stores of a group-mapped kernel must wait for the whole
+ * group: a buffer may be read and written by one kernel when fusion writes
+ * an assign in place (passes/fuse.c: the BN parameters' SGD update fused
+ * into the BN backward kernel reads gamma[c] for every point of row c and
+ * writes the new gamma[c] once per row). The kernel IR allows it when the
+ * read is at the written element; a row store names that element with the
+ * same interned index. Structural, so equal kernels still get equal text. */
+static int row_store_after_group_reads(const struct oc_kernel *k)
+{
+    int any = 0;
+    for (int i = 0; i < k->nstore; i++) any |= k->store[i].stage < 0;
+    if (!any) return 0;
+    unsigned char *seen = calloc((size_t)k->nval + 1, 1);
+    if (!seen) return 1; /* the barrier is always correct */
+    int r = 0;
+    for (int i = 0; i < k->nred && !r; i++) r = reads_row_elem(k, k->red[i].x, seen);
+    for (int i = 0; i < k->nstore && !r; i++)
+        if (k->store[i].stage >= 0) r = reads_row_elem(k, k->store[i].v, seen);
+    free(seen);
+    return r;
+}
+
 /* WARP / BLOCK mapping: the group's threads stride the row's points. */
 static void body_group(struct ce *e)
 {
     const struct oc_kernel *k = e->k;
     uint32_t outer = all_axes(k) & ~k->rmask;
     char n[32], head[256];
+    /* A single row (a reduction to one value, the final sum of a split
+     * reduction) gets no row loop: its whole body would be invariant in
+     * that loop, and NVVM hoists the strided loop's per-thread setup (the
+     * first points' addresses of its unrolled prologue) out of it, to live
+     * across the loop and its barriers; within the 32 registers ptxas
+     * budgets for full occupancy of 256-thread blocks, that spilled (8
+     * bytes on sm_80, MMCE's [16,16] pair sum). The first group takes the
+     * row, as the loop would. */
+    int one = e->L.rows == 1;
     if (e->L.map == OC_CUDA_MAP_WARP) {
         line(e, "const %s gid = ((%s)blockIdx.x * blockDim.x + threadIdx.x) >> 5;", e->it, e->it);
-        line(e, "const %s ngroup = ((%s)gridDim.x * blockDim.x) >> 5;", e->it, e->it);
+        if (!one) line(e, "const %s ngroup = ((%s)gridDim.x * blockDim.x) >> 5;", e->it, e->it);
         line(e, "const int gt = threadIdx.x & 31, gs = 32;");
     } else {
         line(e, "__shared__ double oc_sm[32];");
@@ -984,14 +1042,19 @@ static void body_group(struct ce *e)
             for (int i = 0; i < k->nred; i++) am |= k->red[i].op == OC_OP_ARGMAX;
             if (am) line(e, "__shared__ int oc_smi[32];");
         }
-        line(e, "const %s gid = blockIdx.x, ngroup = gridDim.x;", e->it);
+        if (one) line(e, "const %s gid = blockIdx.x;", e->it);
+        else line(e, "const %s gid = blockIdx.x, ngroup = gridDim.x;", e->it);
         line(e, "const int gt = threadIdx.x, gs = blockDim.x;");
     }
-    fmt_(head, sizeof head, "for (%s row = gid; row < %s; row += ngroup) ", e->it,
-         ilit(e, n, sizeof n, e->L.rows));
-    open_block(e, head);
-    decompose(e, outer, "row");
-    e->lin_row = 1;
+    if (one) {
+        open_block(e, "if (gid == 0) ");
+    } else {
+        fmt_(head, sizeof head, "for (%s row = gid; row < %s; row += ngroup) ", e->it,
+             ilit(e, n, sizeof n, e->L.rows));
+        open_block(e, head);
+    }
+    decompose(e, outer, "row"); /* every outer axis has extent 1 when one */
+    e->lin_row = !one;
     for (int s = 0; s < k->nstage && !e->failed; s++) {
         for (int i = 0; i < k->nred; i++)
             if (k->red[i].stage == s) red_decl(e, i);
@@ -1008,6 +1071,11 @@ static void body_group(struct ce *e)
     int any = 0;
     for (int i = 0; i < k->nstore; i++) any |= k->store[i].stage < 0;
     if (any) {
+        /* every thread of the group has read the element (old value)
+         * before the first one writes it; shuffles order no memory, and
+         * a last stage without reductions has no barrier of its own */
+        if (row_store_after_group_reads(k))
+            line(e, "%s", e->L.map == OC_CUDA_MAP_WARP ? "__syncwarp();" : "__syncthreads();");
         open_block(e, "if (gt == 0) ");
         row_stores(e);
         close_block(e, "");

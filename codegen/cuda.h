@@ -23,6 +23,13 @@
  *           reductions combine with warp shuffles;
  *   BLOCK   one block per row: as WARP, then across warps through shared
  *           memory.
+ * A WARP/BLOCK kernel of a single row (a reduction to one value, the final
+ * sum of a split reduction) has no row loop: the first group takes it.
+ * Per-row stores are made by the group's first thread, after a barrier
+ * (__syncwarp / __syncthreads) when the group's threads read, for their
+ * points, an element at the index a row store writes: fusion may write an
+ * assign in place (the buffer read and written by one kernel), and every
+ * read of the old value must come first.
  * Reductions keep the interpreter's semantics: NaN propagates through
  * reduce_max, argmax takes the first NaN or else the first maximum (ties
  * across threads resolved by position), i32 sums wrap, u8 sums saturate.

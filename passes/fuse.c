@@ -11,8 +11,13 @@
  * kernels that read the same buffer over the same space merge (siblings).
  * (3) The final kernels are built with stores for exactly the nodes other
  * kernels, outputs or assigns need, put in dependency order, and given
- * buffers. With fusion off, step 1 materializes every primitive and step 2
- * is skipped. OC_DEBUG=2 logs every decision with its reason.
+ * buffers; assigns whose new value one elementwise kernel computes are
+ * then written in place. Before step 1, large reductions to one value are
+ * split into a row kernel and a sum of rows (on an extended view of the
+ * graph, see extend()); reductions over different axes of one square
+ * space merge, one of them reading it transposed. With fusion off, step 1
+ * materializes every primitive and step 2 is skipped. OC_DEBUG=2 logs
+ * every decision with its reason.
  */
 #include "fuse.h"
 
@@ -34,8 +39,9 @@ struct group {
 };
 
 struct fz {
-    const struct oc_graph *g;
+    const struct oc_graph *g; /* the graph, extended by split reductions */
     int nn;
+    int *ord, *pos;           /* a topological order of the nodes, and each node's place in it */
     int fusion, debug;
     FILE *log;
     struct oc_err *err;
@@ -179,6 +185,14 @@ static int reaches(struct fz *f, int from, int to)
     return 0;
 }
 
+/* Whether two reduction groups differ only by a permutation of their
+ * space that maps one's reduced axes onto the other's. */
+static int permuted(const struct group *a, const struct group *b)
+{
+    int perm[OC_MAX_RANK];
+    return a->rmask != b->rmask && oc_kir_red_perm(&a->space, a->rmask, &b->space, b->rmask, perm);
+}
+
 /* Tries to merge kernel B into kernel A. 1: merged, 0: rejected, -1: error. */
 static int try_merge(struct fz *f, int A, int B, const char *why)
 {
@@ -191,8 +205,12 @@ static int try_merge(struct fz *f, int A, int B, const char *why)
     uint32_t cr[2];
     int nc = 0;
     if (ga->rmask && gb->rmask) {
-        if (ga->rmask == gb->rmask && oc_shape_eq(&ga->space, &gb->space))
+        if (ga->rmask == gb->rmask && oc_shape_eq(&ga->space, &gb->space)) {
             cs[nc] = ga->space, cr[nc++] = ga->rmask;
+        } else if (permuted(ga, gb)) { /* one reads the other's space transposed */
+            cs[nc] = ga->space, cr[nc++] = ga->rmask;
+            cs[nc] = gb->space, cr[nc++] = gb->rmask;
+        }
     } else if (ga->rmask) {
         cs[nc] = ga->space, cr[nc++] = ga->rmask;
     } else if (gb->rmask) {
@@ -226,7 +244,8 @@ static int try_merge(struct fz *f, int A, int B, const char *why)
     int *m = malloc(sizeof(int) * (size_t)nm);
     if (!m) return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory"), -1;
     for (int i = 0, j = 0, k = 0; k < nm; k++)
-        m[k] = j >= gb->nm || (i < ga->nm && ga->m[i] < gb->m[j]) ? ga->m[i++] : gb->m[j++];
+        m[k] = j >= gb->nm || (i < ga->nm && f->pos[ga->m[i]] < f->pos[gb->m[j]]) ? ga->m[i++]
+                                                                                     : gb->m[j++];
     for (int i = 0; i < gb->nm; i++) f->where[gb->m[i]] = A;
     struct oc_err e = {0};
     for (int c = 0; c < nc; c++) {
@@ -261,7 +280,11 @@ static int try_merge(struct fz *f, int A, int B, const char *why)
     return 0;
 }
 
-static int max_member(const struct group *g) { return g->nm ? g->m[g->nm - 1] : -1; }
+/* The place (in topological order) of a group's last member. */
+static int max_member(const struct fz *f, const struct group *g)
+{
+    return g->nm ? f->pos[g->m[g->nm - 1]] : -1;
+}
 
 /* Rule 1-3: a kernel merges into the kernels it reads from, closest first. */
 static int merge_producers(struct fz *f)
@@ -282,7 +305,8 @@ static int merge_producers(struct fz *f)
         }
         /* closest producer first */
         for (int i = 1; i < nc; i++)
-            for (int j = i; j > 0 && max_member(&f->k[cand[j - 1]]) < max_member(&f->k[cand[j]]); j--) {
+            for (int j = i; j > 0 && max_member(f, &f->k[cand[j - 1]]) < max_member(f, &f->k[cand[j]]);
+                 j--) {
                 int t = cand[j];
                 cand[j] = cand[j - 1], cand[j - 1] = t;
             }
@@ -332,9 +356,10 @@ static int merge_siblings(struct fz *f)
                 int B = lst[n * MAXL + j];
                 if (!f->k[B].alive || !f->k[A].alive) continue;
                 const struct group *ga = &f->k[A], *gb = &f->k[B];
-                int same = ga->rmask == gb->rmask &&
-                           (ga->rmask ? oc_shape_eq(&ga->space, &gb->space)
-                                      : oc_shape_numel(&ga->space) == oc_shape_numel(&gb->space));
+                int same = (ga->rmask == gb->rmask &&
+                            (ga->rmask ? oc_shape_eq(&ga->space, &gb->space)
+                                       : oc_shape_numel(&ga->space) == oc_shape_numel(&gb->space))) ||
+                           (ga->rmask && gb->rmask && permuted(ga, gb));
                 if (!same) continue;
                 int lo = A < B ? A : B, hi = A < B ? B : A;
                 rc = try_merge(f, lo, hi, "sibling");
@@ -366,6 +391,8 @@ static void fz_free(struct fz *f)
     free(f->ulist);
     free(f->mark);
     free(f->stack);
+    free(f->ord);
+    free(f->pos);
 }
 
 static enum oc_status decide(struct fz *f)
@@ -374,7 +401,7 @@ static enum oc_status decide(struct fz *f)
     int nn = f->nn;
     int *cost = calloc((size_t)nn + 1, sizeof(int)), *eff = calloc((size_t)nn + 1, sizeof(int));
     int *depth = calloc((size_t)nn + 1, sizeof(int));
-    unsigned char *expands = calloc((size_t)nn + 1, 1);
+    int64_t *expands = calloc((size_t)nn + 1, sizeof *expands);
     if (!cost || !eff || !expands || !depth) {
         free(cost);
         free(eff);
@@ -382,23 +409,27 @@ static enum oc_status decide(struct fz *f)
         free(expands);
         return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory");
     }
-    /* uses seen through layout ops, and whether any reaches an expanding broadcast */
-    for (int i = nn - 1; i >= 0; i--) {
+    /* uses seen through layout ops, and the largest expansion factor of a
+     * broadcast that reads the node (through layout ops) */
+    for (int t = nn - 1; t >= 0; t--) {
+        int i = f->ord[t];
+        int64_t ni = oc_shape_numel(&g->nodes[i]->shape);
         for (int u = f->uoff[i]; u < f->uoff[i + 1]; u++) {
             int user = f->ulist[u];
             const struct oc_node *un = g->nodes[user];
             if (f->kind[user] == NK_LAYOUT && !f->must[user]) {
                 eff[i] += eff[user];
-                expands[i] |= expands[user];
+                if (expands[user] > expands[i]) expands[i] = expands[user];
             } else {
                 eff[i] += 1;
             }
-            if (un->op == OC_OP_BROADCAST &&
-                oc_shape_numel(&un->shape) > oc_shape_numel(&g->nodes[i]->shape))
-                expands[i] = 1;
+            int64_t nu = oc_shape_numel(&un->shape);
+            if (un->op == OC_OP_BROADCAST && nu > ni && ni > 0 && nu / ni > expands[i])
+                expands[i] = nu / ni;
         }
     }
-    for (int i = 0; i < nn; i++) {
+    for (int t = 0; t < nn; t++) {
+        int i = f->ord[t];
         const struct oc_node *n = g->nodes[i];
         enum nkind k = (enum nkind)f->kind[i];
         if (!f->live[i] && k != NK_SOURCE) continue;
@@ -433,6 +464,7 @@ static enum oc_status decide(struct fz *f)
         }
         cost[i] = c;
         depth[i] = dep;
+        int64_t x = expands[i] > 1 ? (expands[i] < 16 ? expands[i] : 16) : 1;
         if (dep > OC_FUSE_MAX_DEPTH) {
             logf_(f, "materialize %%%d (%s): %d inlined nodes deep, more than %d", i,
                   oc_op_name(n->op), dep, OC_FUSE_MAX_DEPTH);
@@ -441,16 +473,20 @@ static enum oc_status decide(struct fz *f)
             logf_(f, "materialize %%%d (%s): inlined cost %d exceeds %d", i, oc_op_name(n->op), c,
                   OC_FUSE_MAX_COST);
             f->keep[i] = 1;
-        } else if (k == NK_PW && (eff[i] > 1 || expands[i]) && c > OC_FUSE_REUSE_COST) {
+        } else if (k == NK_PW && (eff[i] > 1 || x > 1) && c > OC_FUSE_REUSE_COST) {
             logf_(f, "materialize %%%d (%s): cost %d > %d would be recomputed (%d uses%s)", i,
                   oc_op_name(n->op), c, OC_FUSE_REUSE_COST, eff[i],
-                  expands[i] ? ", read through a broadcast" : "");
+                  x > 1 ? ", read through a broadcast" : "");
+        } else if (k == NK_PW && x > 1 && c * x > OC_FUSE_EXPAND_BUDGET) {
+            logf_(f, "materialize %%%d (%s): cost %d read through a %lldx broadcast would be "
+                  "recomputed up to %lld times per element",
+                  i, oc_op_name(n->op), c, (long long)expands[i], (long long)expands[i]);
         } else {
             f->where[i] = OC_KW_INLINE;
-            if (k == NK_PW && (eff[i] > 1 || expands[i]))
+            if (k == NK_PW && (eff[i] > 1 || x > 1))
                 logf_(f, "inline %%%d (%s): cost %d <= %d, recomputed by %d uses%s", i,
                       oc_op_name(n->op), c, OC_FUSE_REUSE_COST, eff[i],
-                      expands[i] ? " and through a broadcast" : "");
+                      x > 1 ? " and through a broadcast" : "");
             continue;
         }
         cost[i] = 0;
@@ -468,6 +504,112 @@ nomem:
     free(depth);
     free(expands);
     return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory");
+}
+
+/* Rule 2 for a reduction of a large iteration space to a single value
+ * (MMCE's pairwise sum, a loss summed over a big tensor): as one kernel it
+ * would be a single row, run by one thread. It is split into a row kernel
+ * over the leading reduced axes, which writes one partial result per row,
+ * and a small reduction of those partials:
+ *     R(X, A) = R(R(X, A \ L, keepdims), A)
+ * with L the shortest prefix of A whose extent reaches OC_FUSE_SPLIT_ROWS.
+ * The graph itself is left alone: the two new nodes get ids after the
+ * graph's own (fusion works on a view whose node table is extended), R's
+ * entry in the view becomes a reshape of the second one, and every walk
+ * below follows a topological order that puts the new nodes where R was. */
+static enum oc_status extend(struct fz *f, const struct oc_graph *g0, int split, struct oc_kprog *p)
+{
+    int nn0 = g0->nnodes, nsplit = 0;
+    unsigned char *cand = calloc((size_t)nn0 + 1, 1);
+    uint32_t *lmask = calloc((size_t)nn0 + 1, sizeof *lmask);
+    if (!cand || !lmask) {
+        free(cand), free(lmask);
+        return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory");
+    }
+    for (int i = 0; split && f->fusion && i < nn0; i++) {
+        const struct oc_node *n = g0->nodes[i];
+        if (n->op != OC_OP_SUM && n->op != OC_OP_REDUCE_MAX) continue;
+        const struct oc_shape *xs = &g0->nodes[n->inputs[0]]->shape;
+        if (oc_shape_numel(&n->shape) != 1 || oc_shape_numel(xs) < OC_FUSE_SPLIT_MIN) continue;
+        uint32_t L = 0;
+        int64_t rows = 1, rest = 1;
+        for (int d = 0; d < xs->rank; d++) {
+            if (!(n->attrs.axes & (1u << d))) continue;
+            if (rows < OC_FUSE_SPLIT_ROWS) rows *= xs->dim[d], L |= 1u << d;
+            else rest *= xs->dim[d];
+        }
+        if (rows < 2 || rest < 2) continue; /* nothing to split along axes */
+        cand[i] = 1;
+        lmask[i] = L;
+        nsplit++;
+    }
+    int nn = nn0 + 2 * nsplit;
+    struct oc_graph *xg = oc_arena_alloc(&p->arena, sizeof *xg);
+    struct oc_node **nodes = oc_arena_alloc(&p->arena, sizeof *nodes * ((size_t)nn + 1));
+    const struct oc_node **extra = oc_arena_alloc(&p->arena, sizeof *extra * ((size_t)nsplit * 2 + 1));
+    f->ord = malloc(sizeof(int) * ((size_t)nn + 1));
+    f->pos = malloc(sizeof(int) * ((size_t)nn + 1));
+    if (!xg || !nodes || !extra || !f->ord || !f->pos) {
+        free(cand), free(lmask);
+        return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory");
+    }
+    *xg = *g0; /* a view: shares the graph's arena and outputs, never freed as a graph */
+    xg->nodes = nodes;
+    xg->nnodes = xg->cap = nn;
+    int next = nn0, t = 0;
+    enum oc_status st = OC_OK;
+    for (int i = 0; i < nn0 && !st; i++) {
+        nodes[i] = g0->nodes[i];
+        if (!cand[i]) {
+            f->ord[t++] = i;
+            continue;
+        }
+        const struct oc_node *n = g0->nodes[i];
+        struct oc_node *part = oc_arena_alloc(&p->arena, sizeof *part);
+        struct oc_node *whole = oc_arena_alloc(&p->arena, sizeof *whole);
+        struct oc_node *view = oc_arena_alloc(&p->arena, sizeof *view);
+        int *in = oc_arena_alloc(&p->arena, sizeof(int) * 3);
+        if (!part || !whole || !view || !in) {
+            st = oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory");
+            break;
+        }
+        uint32_t A = n->attrs.axes, L = lmask[i];
+        const struct oc_shape *xs = &g0->nodes[n->inputs[0]]->shape;
+        in[0] = n->inputs[0], in[1] = next, in[2] = next + 1;
+        *part = (struct oc_node){.id = next, .op = n->op, .dtype = n->dtype, .shape = *xs,
+                                 .ninputs = 1, .inputs = &in[0], .label = "split partial"};
+        for (int d = 0; d < xs->rank; d++)
+            if ((A & ~L) & (1u << d)) part->shape.dim[d] = 1;
+        part->attrs.axes = A & ~L;
+        part->attrs.keepdims = 1;
+        *whole = (struct oc_node){.id = next + 1, .op = n->op, .dtype = n->dtype, .shape = n->shape,
+                                  .ninputs = 1, .inputs = &in[1], .label = n->label};
+        whole->attrs.axes = A;
+        whole->attrs.keepdims = n->attrs.keepdims;
+        *view = (struct oc_node){.id = i, .op = OC_OP_RESHAPE, .dtype = n->dtype, .shape = n->shape,
+                                 .ninputs = 1, .inputs = &in[2], .label = n->label};
+        nodes[i] = view;
+        nodes[next] = part;
+        nodes[next + 1] = whole;
+        extra[next - nn0] = part;
+        extra[next + 1 - nn0] = whole;
+        f->ord[t++] = next;
+        f->ord[t++] = next + 1;
+        f->ord[t++] = i;
+        logf_(f, "split %%%d (%s over %s): %%%d reduces 0x%x per row (%lld rows), %%%d the partials",
+              i, oc_op_name(n->op), SHP(*xs), next, A & ~L,
+              (long long)oc_shape_numel(&part->shape), next + 1);
+        next += 2;
+    }
+    free(cand);
+    free(lmask);
+    if (st) return st;
+    for (int k = 0; k < nn; k++) f->pos[f->ord[k]] = k;
+    p->nextra = 2 * nsplit;
+    p->extra = extra;
+    f->g = xg;
+    f->nn = nn;
+    return OC_OK;
 }
 
 static enum oc_status setup(struct fz *f)
@@ -489,7 +631,8 @@ static enum oc_status setup(struct fz *f)
     if (!f->where || !f->alias || !f->kind || !f->live || !f->must || !f->needed || !f->keep || !f->uoff ||
         !f->k || !f->mark || !f->stack)
         return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory");
-    for (int i = 0; i < nn; i++) {
+    for (int t = 0; t < nn; t++) {
+        int i = f->ord[t];
         const struct oc_node *n = g->nodes[i];
         f->kind[i] = node_kind(n);
         f->alias[i] = n->op == OC_OP_ASSIGN ? f->alias[n->inputs[1]] : i;
@@ -499,7 +642,8 @@ static enum oc_status setup(struct fz *f)
         f->live[g->outputs[i].node] = 1;
         f->must[f->alias[g->outputs[i].node]] = 1;
     }
-    for (int i = nn - 1; i >= 0; i--) {
+    for (int t = nn - 1; t >= 0; t--) {
+        int i = f->ord[t];
         const struct oc_node *n = g->nodes[i];
         if (n->op == OC_OP_ASSIGN) {
             f->live[i] = 1;
@@ -542,6 +686,131 @@ static enum oc_status setup(struct fz *f)
 }
 
 /* ---------------------------------------------------------------- the program */
+
+/* Whether value v reaches `want` through its arguments and index values. */
+static int val_reaches(const struct oc_kval *v, const struct oc_kval *want, unsigned char *seen)
+{
+    if (v == want) return 1;
+    if (seen[v->id]) return 0;
+    seen[v->id] = 1;
+    for (int i = 0; i < v->nargs; i++)
+        if (val_reaches(v->arg[i], want, seen)) return 1;
+    if (v->ix)
+        for (int t = 0; t < v->ix->nterm; t++)
+            if (v->ix->atom[t]->v && val_reaches(v->ix->atom[t]->v, want, seen)) return 1;
+    return 0;
+}
+
+/* The slot of kernel k holding buffer b, or -1. */
+static int slot_of_buf(const struct oc_kernel *k, int b, int written)
+{
+    for (int s = 0; s < k->nslot; s++)
+        if (k->slot[s].buf == b && k->slot[s].written == written) return s;
+    return -1;
+}
+
+/* Assigns written in place (the optimizer's parameter and momentum
+ * updates, BN running statistics): instead of computing the new value into
+ * a buffer of its own and copying it over the target at the end of the
+ * step, the kernel that computes it stores straight into the target. That
+ * is right when the kernel is elementwise and reads the target, if at all,
+ * only at the element it writes and before writing it (as the planner's
+ * in-place rule), every other reader of the old value runs earlier (the
+ * kernel is moved after the last one when nothing in between needs its
+ * results), and no output or other assign sees the old value. The value's
+ * own buffer is then unused (`merged`) and the assign is a no-op
+ * (target == value). OC_ASSIGN_INPLACE=0 keeps the copies. */
+static void assign_in_place(struct fz *f, struct oc_kprog *p)
+{
+    const char *env = getenv("OC_ASSIGN_INPLACE");
+    if (env && !strcmp(env, "0")) return;
+    int nk = p->nkernel;
+    for (int a = 0; a < p->nassign; a++) {
+        int T = p->assign[a].target, V = p->assign[a].value;
+        if (T == V || p->buf[V].kind != OC_KB_TEMP || p->buf[V].bytes != p->buf[T].bytes) continue;
+        int bad = 0;
+        for (int o = 0; o < p->nassign; o++)
+            if (o != a && (p->assign[o].target == V || p->assign[o].value == T ||
+                           p->assign[o].value == V || p->assign[o].target == T))
+                bad = 1;
+        for (int i = 0; i < p->g->noutputs; i++) bad |= p->out_buf[i] == T;
+        const char *tn = p->g->nodes[p->buf[T].node]->attrs.name;
+        if (bad) {
+            logf_(f, "copy assign %%%d (%s): an output or another assign uses its buffers", p->assign[a].node, tn);
+            continue;
+        }
+        /* the one kernel writing V; nobody else writes T */
+        int K = -1;
+        for (int i = 0; i < nk && !bad; i++) {
+            const struct oc_kernel *k = p->kernel[i];
+            if (slot_of_buf(k, T, 1) >= 0) bad = 1;
+            if (slot_of_buf(k, V, 1) >= 0) bad |= K >= 0, K = i;
+        }
+        if (bad || K < 0) {
+            logf_(f, "copy assign %%%d (%s): not one kernel writing the value", p->assign[a].node, tn);
+            continue;
+        }
+        const struct oc_kernel *k = p->kernel[K];
+        int sv = slot_of_buf(k, V, 1), st = slot_of_buf(k, T, 0);
+        const struct oc_kstore *store = NULL;
+        for (int i = 0; k->kind == OC_K_LOOP && i < k->nstore; i++)
+            if (k->store[i].slot == sv) bad |= store != NULL, store = &k->store[i];
+        /* one store per point of an elementwise kernel, or per row */
+        if (bad || !store || (k->rmask && store->stage >= 0)) {
+            logf_(f, "copy assign %%%d (%s): kernel %s does not store it once per element", p->assign[a].node, tn, k->name);
+            continue;
+        }
+        if (st >= 0) { /* reads of the target: at the written element, feeding the new value */
+            unsigned char *seen = calloc((size_t)k->nval + 1, 1);
+            if (!seen) continue;
+            for (int i = 0; i < k->nval && !bad; i++) {
+                const struct oc_kval *v = k->vals[i];
+                if (v->kind != OC_KV_LOAD || v->slot != st) continue;
+                memset(seen, 0, (size_t)k->nval + 1);
+                bad = v->ix != store->ix || !val_reaches(store->v, v, seen);
+            }
+            for (int i = 0; i < k->nix && !bad; i++) /* the target used as an index */
+                for (int t = 0; t < k->ixs[i]->nterm; t++) {
+                    const struct oc_kval *iv = k->ixs[i]->atom[t]->v;
+                    bad |= iv && iv->kind == OC_KV_LOAD && iv->slot == st;
+                }
+            free(seen);
+            if (bad) {
+                logf_(f, "copy assign %%%d (%s): kernel %s reads the old value elsewhere", p->assign[a].node, tn, k->name);
+                continue;
+            }
+        }
+        /* every other reader of the old value before K */
+        int last = -1;
+        for (int i = 0; i < nk; i++)
+            if (i != K && slot_of_buf(p->kernel[i], T, 0) >= 0) last = i;
+        if (last > K) {
+            /* move K after `last`, unless a kernel in between reads what K writes */
+            for (int i = K + 1; i <= last && !bad; i++)
+                for (int s = 0; s < k->nslot && !bad; s++)
+                    if (k->slot[s].written && slot_of_buf(p->kernel[i], k->slot[s].buf, 0) >= 0) bad = 1;
+            if (bad) {
+                logf_(f, "copy assign %%%d (%s): kernel %s would have to run after a reader of the old value that needs its results",
+                      p->assign[a].node, tn, k->name);
+                continue;
+            }
+            struct oc_kernel *mk = p->kernel[K];
+            memmove(&p->kernel[K], &p->kernel[K + 1], sizeof *p->kernel * (size_t)(last - K));
+            p->kernel[last] = mk;
+        }
+        for (int i = 0; i < nk; i++)
+            for (int s = 0; s < p->kernel[i]->nslot; s++)
+                if (p->kernel[i]->slot[s].buf == V) p->kernel[i]->slot[s].buf = T;
+        for (int i = 0; i < p->g->nnodes + p->nextra; i++)
+            if (p->node_buf[i] == V) p->node_buf[i] = T;
+        for (int i = 0; i < p->g->noutputs; i++)
+            if (p->out_buf[i] == V) p->out_buf[i] = T;
+        p->assign[a].value = T;
+        logf_(f, "assign %%%d (%s) written in place by %s", p->assign[a].node, tn, k->name);
+        p->buf[V].merged = 1;
+        p->buf[V].pinned = 1;
+    }
+}
 
 static enum oc_status build_program(struct fz *f, struct oc_kprog *p)
 {
@@ -608,7 +877,7 @@ static enum oc_status build_program(struct fz *f, struct oc_kprog *p)
         int best = -1;
         for (int k = 0; k < f->nk; k++)
             if (f->k[k].alive && !done[k] && !indeg[k] &&
-                (best < 0 || f->k[k].m[0] < f->k[best].m[0]))
+                (best < 0 || f->pos[f->k[k].m[0]] < f->pos[f->k[best].m[0]]))
                 best = k;
         if (best < 0) {
             st = oc_err_set(err, OC_ERR_INVALID, "fuse: internal error: kernel dependency cycle");
@@ -707,7 +976,10 @@ enum oc_status oc_pass_fuse(const struct oc_graph *g, const struct oc_fuse_opts 
     f.log = o && o->log ? o->log : stderr;
     f.err = err;
     struct oc_kprog *p = calloc(1, sizeof *p);
-    enum oc_status st = p ? setup(&f) : oc_err_set(err, OC_ERR_NOMEM, "fuse: out of memory");
+    const char *sp = getenv("OC_SPLIT_REDUCTIONS");
+    enum oc_status st = p ? extend(&f, g, !(sp && !strcmp(sp, "0")), p)
+                          : oc_err_set(err, OC_ERR_NOMEM, "fuse: out of memory");
+    if (!st) st = setup(&f);
     if (!st) st = decide(&f);
     /* initial single-node kernels: they must all build */
     for (int k = 0; k < f.nk && !st; k++) {
@@ -727,6 +999,7 @@ enum oc_status oc_pass_fuse(const struct oc_graph *g, const struct oc_fuse_opts 
         p->g = g;
         p->fusion = f.fusion;
         st = build_program(&f, p);
+        if (!st && f.fusion) assign_in_place(&f, p);
     }
     fz_free(&f);
     if (st) {

@@ -6,15 +6,23 @@
  *  2. a reduction fuses with its elementwise producers and with consumers
  *     that read only its rows (softmax, log-softmax + NLL, BN statistics and
  *     normalization, ...); sibling reductions over one space share a kernel;
+ *     a large reduction to a single value (MMCE's pairwise sum) is split
+ *     into a row kernel writing per-row partials and a small final sum, so
+ *     it runs in parallel and never materializes its iteration space;
  *  3. matmul / conv are library calls and barriers; elementwise neighbours
  *     fuse into the kernels before and after them;
  *  5. a node is recomputed in several places only while its inlined cost is
- *     small (OC_FUSE_REUSE_COST); otherwise it is materialized once, and
+ *     small (OC_FUSE_REUSE_COST, and OC_FUSE_EXPAND_BUDGET for a node read
+ *     through an expanding broadcast); otherwise it is materialized once, and
  *     kernels merge only over one iteration space, where a node is computed
  *     once per point and stage.
  * (Rule 4, one kernel for the whole optimizer update across parameters of
- * different shapes, is not implemented yet: each parameter's update is one
- * fused kernel.) fusion = 0 gives one kernel per primitive.
+ * different shapes, is not implemented: each parameter's update is one
+ * fused kernel, which writes the parameter and its momentum in place.)
+ * An assign whose value one elementwise (or per-row) kernel computes is
+ * written in place when nothing reads the old value later
+ * (OC_ASSIGN_INPLACE=0 keeps the copy). fusion = 0 gives one kernel per
+ * primitive (and keeps every assign's copy).
  */
 #ifndef OODC_FUSE_H
 #define OODC_FUSE_H
@@ -30,6 +38,16 @@
 /* ... and any node more than MAX_DEPTH inlined nodes deep (long chains of
  * free layout ops) too, which bounds the kernel builder's recursion. */
 #define OC_FUSE_MAX_DEPTH 256
+/* A node read through a broadcast that expands it k times is inlined only
+ * while cost * min(k, 16) <= EXPAND_BUDGET: the log of a softplus of a
+ * [B,Z] tensor (cost 8) is not recomputed for each of 10 classes, a
+ * per-channel rsqrt(var + eps) (cost 3) is. */
+#define OC_FUSE_EXPAND_BUDGET 48
+/* A reduction of at least SPLIT_MIN points to one value is split (rule 2)
+ * into a row kernel of at least SPLIT_ROWS rows and a sum of the rows
+ * (OC_SPLIT_REDUCTIONS=0 in the environment keeps it whole). */
+#define OC_FUSE_SPLIT_MIN 65536
+#define OC_FUSE_SPLIT_ROWS 64
 
 struct oc_fuse_opts {
     int fusion; /* 0: one kernel per primitive */
@@ -39,7 +57,9 @@ struct oc_fuse_opts {
 
 /* Builds the kernel program of g (which must verify). Every input, param
  * and state gets a buffer; dead nodes (reaching no output and no assign)
- * are dropped. The program keeps a pointer to g. */
+ * are dropped. The program keeps a pointer to g. Split reductions add
+ * nodes with ids from g->nnodes on (the program's `extra`), which kernel
+ * slots and temp buffers may name; g itself is not changed. */
 enum oc_status oc_pass_fuse(const struct oc_graph *g, const struct oc_fuse_opts *o,
                             struct oc_kprog **out, struct oc_err *err);
 

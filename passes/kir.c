@@ -143,6 +143,7 @@ struct kb {
     struct oc_kslot *slots;
     int nslot, slotcap;
     struct oc_kred *reds;
+    const struct oc_kix **red_row; /* per reduction: the linear index of its own row */
     int nred;
     int depth;
 };
@@ -523,6 +524,12 @@ static const struct oc_kval *kv_op(struct kb *b, enum oc_op op, int dtype, int n
                                    const struct oc_kval *a0, const struct oc_kval *a1,
                                    const struct oc_kval *a2)
 {
+    /* |x - y| = |y - x| exactly: one canonical operand order lets a kernel
+     * that needs both (a pairwise kernel read at (i,j) and at (j,i), as
+     * MMCE's gradient is) compute it once */
+    if (op == OC_OP_ABS && a0 && a0->kind == OC_KV_OP && a0->op == OC_OP_SUB &&
+        (dtype == OC_F32 || dtype == OC_F64) && a0->arg[0]->id > a0->arg[1]->id)
+        a0 = kv_op(b, OC_OP_SUB, a0->dtype, 2, a0->arg[1], a0->arg[0], NULL);
     struct oc_kval t = kv_tmpl(OC_KV_OP, dtype);
     t.op = op;
     t.nargs = nargs;
@@ -741,7 +748,7 @@ static const struct oc_kval *bval(struct kb *b, int nid, const struct oc_kix *co
                         oc_op_name(n->op));
         const struct oc_kix *L = ix_lin(b, c, &n->shape);
         if (!L) return NULL;
-        if (L != b->olin)
+        if (L != b->red_row[ri])
             return fail(b, "reduction %%%d (%s) is read at other coordinates than its own row",
                         nid, oc_op_name(n->op));
         struct oc_kval t = kv_tmpl(OC_KV_ACC, b->reds[ri].dtype);
@@ -941,6 +948,7 @@ static void kb_free(struct kb *b)
     free(b->slot_of);
     free(b->slots);
     free(b->reds);
+    free(b->red_row);
     oc_arena_free(&b->keys);
 }
 
@@ -972,10 +980,11 @@ struct oc_kernel *oc_kir_build_loop(struct oc_arena *a, const struct oc_graph *g
     b.red_of = malloc(sizeof(int) * (size_t)(g->nnodes + 1));
     b.slot_of = malloc(sizeof(int) * (size_t)(g->nnodes + 1));
     b.reds = calloc((size_t)nmembers + 1, sizeof *b.reds);
+    b.red_row = calloc((size_t)nmembers + 1, sizeof *b.red_row);
     struct oc_kstore *stores = calloc((size_t)nmembers + 1, sizeof *stores);
     int nstore = 0;
     struct oc_kernel *k = NULL;
-    if (!b.red_of || !b.slot_of || !b.reds || !stores) {
+    if (!b.red_of || !b.slot_of || !b.reds || !b.red_row || !stores) {
         nomem(&b);
         goto out;
     }
@@ -1006,20 +1015,33 @@ struct oc_kernel *oc_kir_build_loop(struct oc_arena *a, const struct oc_graph *g
         OC_ASSERT(where[m] == self);
         if (is_reduction(n->op)) {
             const struct oc_node *in = g->nodes[n->inputs[0]];
-            if (!rmask || !oc_shape_eq(&in->shape, space) || red_axes(n) != rmask) {
+            int perm[OC_MAX_RANK];
+            if (!oc_kir_red_perm(&in->shape, red_axes(n), space, rmask, perm)) {
                 fail(&b, "reduction %%%d (%s) over 0x%x of %s does not match the kernel's space %s reducing 0x%x",
                      m, oc_op_name(n->op), red_axes(n), SHP(in->shape), SHP(*space), rmask);
                 break;
             }
-            const struct oc_kval *x = bval(&b, in->id, b.var);
-            if (!x) break;
+            /* the input at the kernel's point, through the axis map; the
+             * result's own row from the non-reduced axes */
+            const struct oc_kix *ci[OC_MAX_RANK], *co[OC_MAX_RANK];
+            int nco = 0;
+            for (int d = 0; d < in->shape.rank; d++) {
+                ci[d] = b.var[perm[d]];
+                if (!(red_axes(n) & (1u << d))) co[nco++] = b.var[perm[d]];
+                else if (n->attrs.keepdims)
+                    co[nco++] = ix_const(&b, 0);
+            }
+            const struct oc_kix *row = ix_lin(&b, co, &n->shape);
+            const struct oc_kval *x = bval(&b, in->id, ci);
+            if (!x || !row) break;
             struct oc_kred *r = &b.reds[b.nred];
             r->op = n->op;
             r->dtype = n->dtype;
             r->x = x;
             r->stage = x->after;
-            r->axis = n->op == OC_OP_ARGMAX ? n->attrs.axis : -1;
+            r->axis = n->op == OC_OP_ARGMAX ? perm[n->attrs.axis] : -1;
             r->node = m;
+            b.red_row[b.nred] = row;
             b.red_of[m] = b.nred++;
             if (r->stage + 1 > nstage) nstage = r->stage + 1;
             if (store[i]) {
@@ -1028,7 +1050,7 @@ struct oc_kernel *oc_kir_build_loop(struct oc_arena *a, const struct oc_graph *g
                 const struct oc_kval *v = kv_intern(&b, &t);
                 int s = slot_for(&b, m, 1);
                 if (!v || s < 0) break;
-                stores[nstore++] = (struct oc_kstore){s, v, b.olin, -1, m};
+                stores[nstore++] = (struct oc_kstore){s, v, row, -1, m};
             }
             continue;
         }
@@ -1168,6 +1190,29 @@ struct oc_kernel *oc_kir_build_lib(struct oc_arena *a, const struct oc_graph *g,
 }
 
 /* ---------------------------------------------------------------- queries */
+
+int oc_kir_red_perm(const struct oc_shape *in, uint32_t axes, const struct oc_shape *space,
+                    uint32_t rmask, int *perm)
+{
+    if (in->rank != space->rank) return 0;
+    int r = in->rank, nr = 0, no = 0, ra[OC_MAX_RANK], oa[OC_MAX_RANK];
+    for (int d = 0; d < r; d++) {
+        if (rmask & (1u << d)) ra[nr++] = d;
+        else oa[no++] = d;
+    }
+    int kr = 0, ko = 0;
+    for (int d = 0; d < r; d++) {
+        if (axes & (1u << d)) {
+            if (kr == nr) return 0;
+            perm[d] = ra[kr++];
+        } else {
+            if (ko == no) return 0;
+            perm[d] = oa[ko++];
+        }
+        if (in->dim[d] != space->dim[perm[d]]) return 0;
+    }
+    return kr == nr && ko == no;
+}
 
 int oc_kir_outer_axes(const struct oc_kernel *k, int *axes)
 {

@@ -181,6 +181,15 @@ int oc_kir_chunk_axes(const struct oc_kernel *k);
 int64_t oc_kir_outer_extent(const struct oc_kernel *k);
 /* Number of points of the space (work estimate). */
 int64_t oc_kir_points(const struct oc_kernel *k);
+/* Whether a reduction over `axes` of a tensor of shape `in` can run in a
+ * loop kernel over `space` reducing `rmask`: 1 when the order-preserving
+ * map of reduced axes onto rmask and of the other axes onto the other
+ * space axes matches every extent (perm[d] = the space axis of input axis
+ * d; the identity when in == space and axes == rmask). A sum over axis 0
+ * of [N,N] thus shares a row kernel with sums over axis 1: its input is
+ * read transposed. */
+int oc_kir_red_perm(const struct oc_shape *in, uint32_t axes, const struct oc_shape *space,
+                    uint32_t rmask, int *perm);
 
 void oc_kir_print(const struct oc_kernel *k, FILE *f);
 
@@ -237,12 +246,15 @@ struct oc_kbuf {
     int pinned;     /* lives outside the arena: sources, outputs, assign values */
     int64_t offset; /* arena offset of a temp (memplan), -1 if pinned */
     int def, last;  /* first kernel writing it, last kernel reading it (memplan) */
+    int merged;     /* 1: unused: an assign's value written straight into its
+                     * target (passes/fuse.c), which the kernels name instead */
 };
 
 struct oc_kassign {
     int node;   /* the assign node */
     int target; /* buffer of the param/state */
-    int value;  /* buffer holding the new value */
+    int value;  /* buffer holding the new value; == target when the kernel
+                 * computing it writes the target in place (nothing to copy) */
 };
 
 /* A compiled graph's schedule: kernels in execution order over buffers.
@@ -260,6 +272,11 @@ struct oc_kprog {
     int nassign;
     struct oc_kassign *assign;
     int *out_buf; /* per graph output */
+    /* Nodes fusion added (the partial sums of split reductions), with ids
+     * g->nnodes, g->nnodes + 1, ...: kernel slots and members and temp
+     * buffers may name them; node_buf covers them too. */
+    int nextra;
+    const struct oc_node *const *extra;
     /* memory plan */
     size_t arena_bytes; /* peak bytes of the shared arena */
     size_t temp_bytes;  /* sum of the temps' sizes (what no reuse would take) */

@@ -18,12 +18,21 @@ typedef void (*oc_pool_fn)(void *ctx, int64_t begin, int64_t end);
 /* Runs fn over [0, n) in chunks of about `grain` items, in parallel, and
  * returns when all are done. Not reentrant. */
 void oc_pool_run(struct oc_pool *p, int64_t n, int64_t grain, oc_pool_fn fn, void *ctx);
+/* The same, telling fn which participant runs the chunk (0 is the caller,
+ * < oc_pool_size): per-thread scratch and partial results. */
+typedef void (*oc_pool_tid_fn)(void *ctx, int64_t begin, int64_t end, int tid);
+void oc_pool_run_tid(struct oc_pool *p, int64_t n, int64_t grain, oc_pool_tid_fn fn, void *ctx);
 
 /* ---------------------------------------------------------------- library calls */
 
-/* Scratch bytes a library kernel needs (the im2col matrix). */
+/* Calls BLAS single-threaded from now on: library kernels split their work
+ * over the pool instead (idempotent; process-wide, as OpenBLAS's setting is). */
+void oc_cpu_lib_init(void);
+/* Scratch bytes a library kernel needs per thread (im2col matrices, partial
+ * weight gradients). */
 size_t oc_cpu_lib_scratch(const struct oc_kernel *k);
-/* Runs a library kernel: args[0] the result, args[1..2] the operands. */
-void oc_cpu_lib_run(const struct oc_kernel *k, void **args, void *scratch);
+/* Runs a library kernel over the pool: args[0] the result, args[1..2] the
+ * operands; scratch holds oc_pool_size(pool) * oc_cpu_lib_scratch(k) bytes. */
+void oc_cpu_lib_run(const struct oc_kernel *k, void **args, void *scratch, struct oc_pool *pool);
 
 #endif

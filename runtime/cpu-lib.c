@@ -1,14 +1,18 @@
 /* cpu-lib.c - the CPU library calls: the kernels fusion leaves as barriers.
  *
  * matmul goes to OpenBLAS (sgemm/dgemm, transposes as flags, one call per
- * batch entry). conv2d and its two adjoints go through im2col + GEMM, per
- * image n (CK = C*KH*KW, P = OH*OW):
+ * batch entry and block of rows). conv2d and its two adjoints go through
+ * im2col + GEMM, per image n (CK = C*KH*KW, P = OH*OW):
  *   forward      y_n[O,P]   = W[O,CK] @ col(x_n)[CK,P]
  *   grad_input   dx_n       = col2im(W^T[CK,O] @ dy_n[O,P])
  *   grad_weight  dW[O,CK] += dy_n[O,P] @ col(x_n)^T[P,CK]
- * A 1x1, stride-1, unpadded convolution uses x_n itself as the column
- * matrix. Without OpenBLAS a plain triple loop stands in (slow but exact
- * enough for tests). OpenBLAS threads each call internally.
+ * Images are processed in groups (one GEMM per group) spread over the
+ * thread pool, each thread with its own scratch; weight gradients are
+ * summed per thread and then across threads. BLAS itself runs single-
+ * threaded (oc_cpu_lib_init): OpenBLAS left to thread a call on its own
+ * kept the second core idle on the WRN layer shapes (M = 16..128 output
+ * channels), where splitting over images runs both. Without OpenBLAS a
+ * plain triple loop stands in (slow but exact enough for tests).
  */
 #include "cpu-impl.h"
 
@@ -18,6 +22,13 @@
 #ifdef OC_HAVE_OPENBLAS
 #include <cblas.h>
 #endif
+
+void oc_cpu_lib_init(void)
+{
+#ifdef OC_HAVE_OPENBLAS
+    openblas_set_num_threads(1);
+#endif
+}
 
 static void gemm(enum oc_dtype dt, int ta, int tb, int64_t M, int64_t N, int64_t K,
                  const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
@@ -57,27 +68,57 @@ static void gemm(enum oc_dtype dt, int ta, int tb, int64_t M, int64_t N, int64_t
         }
 }
 
-static void matmul(const struct oc_kernel *k, void **args)
+/* matmul: batch entries x blocks of rows of the result, over the pool. */
+struct mm_job {
+    const struct oc_kernel *k;
+    void **args;
+    int64_t M, N, K, mb, nmb;
+};
+
+static void matmul_part(void *ctx, int64_t b, int64_t e, int tid)
 {
-    const struct oc_shape *as = &k->lib_shape[1], *bs = &k->lib_shape[2], *ys = &k->lib_shape[0];
+    const struct mm_job *j = ctx;
+    const struct oc_kernel *k = j->k;
+    const struct oc_shape *as = &k->lib_shape[1], *bs = &k->lib_shape[2];
     int r = as->rank, ta = k->lib->attrs.trans_a, tb = k->lib->attrs.trans_b;
     enum oc_dtype dt = k->lib->dtype;
     size_t es = oc_dtype_size(dt);
-    int64_t M = ys->dim[r - 2], N = ys->dim[r - 1];
-    int64_t K = ta ? as->dim[r - 2] : as->dim[r - 1];
-    int64_t batch = 1;
-    for (int d = 0; d < r - 2; d++) batch *= as->dim[d];
     int64_t asz = as->dim[r - 2] * as->dim[r - 1], bsz = bs->dim[r - 2] * bs->dim[r - 1];
     int64_t lda = as->dim[r - 1] > 0 ? as->dim[r - 1] : 1, ldb = bs->dim[r - 1] > 0 ? bs->dim[r - 1] : 1;
-    for (int64_t b = 0; b < batch; b++) {
-        char *y = (char *)args[0] + (size_t)(b * M * N) * es;
-        if (K == 0) {
-            memset(y, 0, (size_t)(M * N) * es);
+    for (int64_t t = b; t < e; t++) {
+        int64_t bi = t / j->nmb, i0 = t % j->nmb * j->mb;
+        int64_t m = j->M - i0 < j->mb ? j->M - i0 : j->mb;
+        char *y = (char *)j->args[0] + (size_t)(bi * j->M * j->N + i0 * j->N) * es;
+        if (j->K == 0) {
+            memset(y, 0, (size_t)(m * j->N) * es);
             continue;
         }
-        gemm(dt, ta, tb, M, N, K, (const char *)args[1] + (size_t)(b * asz) * es, lda,
-             (const char *)args[2] + (size_t)(b * bsz) * es, ldb, 0.0, y, N > 0 ? N : 1);
+        /* rows i0.. of op(A): rows of A, or columns of A when transposed */
+        const char *a = (const char *)j->args[1] + (size_t)(bi * asz + (ta ? i0 : i0 * lda)) * es;
+        gemm(dt, ta, tb, m, j->N, j->K, a, lda, (const char *)j->args[2] + (size_t)(bi * bsz) * es,
+             ldb, 0.0, y, j->N > 0 ? j->N : 1);
     }
+}
+
+static void matmul(const struct oc_kernel *k, void **args, struct oc_pool *pool)
+{
+    const struct oc_shape *as = &k->lib_shape[1], *ys = &k->lib_shape[0];
+    int r = as->rank, ta = k->lib->attrs.trans_a;
+    struct mm_job j = {k, args, ys->dim[r - 2], ys->dim[r - 1], ta ? as->dim[r - 2] : as->dim[r - 1], 0, 0};
+    int64_t batch = 1;
+    for (int d = 0; d < r - 2; d++) batch *= as->dim[d];
+    if (j.M <= 0 || j.N <= 0 || batch <= 0) return;
+    /* about 4 tasks per thread, none under ~1 MFLOP or 16 rows */
+    int nt = oc_pool_size(pool);
+    double flops = 2.0 * (double)j.M * (double)j.N * (double)(j.K > 0 ? j.K : 1);
+    int64_t want = (4 * nt + batch - 1) / batch;
+    int64_t by_work = (int64_t)(flops / 1e6);
+    if (want > by_work) want = by_work;
+    if (want > (j.M + 15) / 16) want = (j.M + 15) / 16;
+    if (want < 1) want = 1;
+    j.mb = (j.M + want - 1) / want;
+    j.nmb = (j.M + j.mb - 1) / j.mb;
+    oc_pool_run_tid(pool, batch * j.nmb, 1, matmul_part, &j);
 }
 
 struct conv {
@@ -180,12 +221,21 @@ static int64_t conv_group(const struct conv *c, size_t es)
     return g < 1 ? 1 : g;
 }
 
+/* Per-thread scratch: the column matrix and the staging rows of a group,
+ * then (weight gradients) the thread's partial gradient. */
+static size_t group_bytes(const struct conv *c, int64_t G, size_t es)
+{
+    return (size_t)((c->CK + c->O) * c->P * G) * es;
+}
+
 size_t oc_cpu_lib_scratch(const struct oc_kernel *k)
 {
     if (k->kind == OC_K_LOOP || k->kind == OC_K_MATMUL) return 0;
     struct conv c = conv_dims(k);
     size_t es = oc_dtype_size(k->lib->dtype);
-    return (size_t)((c.CK + c.O) * c.P * conv_group(&c, es)) * es;
+    size_t b = group_bytes(&c, conv_group(&c, es), es);
+    if (k->kind == OC_K_CONV2D_GRAD_WEIGHT) b += (size_t)(c.O * c.CK) * es;
+    return (b + 63) / 64 * 64;
 }
 
 /* Moves images between [g][O][P] (the tensor layout) and [O][g*P]. */
@@ -205,43 +255,92 @@ static void from_rows(const char *src, char *dst, int64_t g, int64_t O, int64_t 
                    (size_t)P * es);
 }
 
-static void conv(const struct oc_kernel *k, void **args, void *scratch)
+struct conv_job {
+    const struct oc_kernel *k;
+    void **args;
+    char *scratch;
+    size_t per;          /* scratch bytes per thread */
+    struct conv c;
+    int64_t G;           /* images per group */
+    unsigned char *used; /* per thread: wrote a partial weight gradient */
+};
+
+static void conv_groups(void *ctx, int64_t gb, int64_t ge, int tid)
 {
-    struct conv c = conv_dims(k);
+    struct conv_job *j = ctx;
+    const struct oc_kernel *k = j->k;
+    const struct conv *c = &j->c;
     enum oc_dtype dt = k->lib->dtype;
     size_t es = oc_dtype_size(dt);
-    int64_t G = conv_group(&c, es);
-    size_t xsz = (size_t)(c.C * c.H * c.W) * es, ysz = (size_t)(c.O * c.P) * es;
-    char *col = scratch, *rows = (char *)scratch + (size_t)(c.CK * c.P * G) * es;
-    if (k->kind == OC_K_CONV2D_GRAD_WEIGHT) memset(args[0], 0, (size_t)(c.O * c.CK) * es);
-    for (int64_t n0 = 0; n0 < c.N; n0 += G) {
-        int64_t g = c.N - n0 < G ? c.N - n0 : G, ld = g * c.P;
+    size_t xsz = (size_t)(c->C * c->H * c->W) * es, ysz = (size_t)(c->O * c->P) * es;
+    char *col = j->scratch + (size_t)tid * j->per;
+    char *rows = col + (size_t)(c->CK * c->P * j->G) * es;
+    for (int64_t gi = gb; gi < ge; gi++) {
+        int64_t n0 = gi * j->G;
+        int64_t g = c->N - n0 < j->G ? c->N - n0 : j->G, ld = g * c->P;
         if (k->kind == OC_K_CONV2D) {
-            const char *x = args[1], *w = args[2];
-            char *y = (char *)args[0] + (size_t)n0 * ysz;
-            for (int64_t i = 0; i < g; i++) im2col(dt, &c, x + (size_t)(n0 + i) * xsz, col + (size_t)(i * c.P) * es, ld);
-            if (c.CK == 0) memset(rows, 0, (size_t)(c.O * ld) * es);
-            else gemm(dt, 0, 0, c.O, ld, c.CK, w, c.CK, col, ld, 0.0, rows, ld);
-            from_rows(rows, y, g, c.O, c.P, es);
-        } else if (k->kind == OC_K_CONV2D_GRAD_INPUT) {
-            const char *dy = args[1], *w = args[2];
-            char *dx = args[0];
-            to_rows(dy + (size_t)n0 * ysz, rows, g, c.O, c.P, es);
-            if (c.O == 0) memset(col, 0, (size_t)(c.CK * ld) * es);
-            else gemm(dt, 1, 0, c.CK, ld, c.O, w, c.CK, rows, ld, 0.0, col, ld);
+            const char *x = j->args[1], *w = j->args[2];
+            char *y = (char *)j->args[0] + (size_t)n0 * ysz;
             for (int64_t i = 0; i < g; i++)
-                col2im(dt, &c, col + (size_t)(i * c.P) * es, ld, dx + (size_t)(n0 + i) * xsz);
+                im2col(dt, c, x + (size_t)(n0 + i) * xsz, col + (size_t)(i * c->P) * es, ld);
+            if (c->CK == 0) memset(rows, 0, (size_t)(c->O * ld) * es);
+            else gemm(dt, 0, 0, c->O, ld, c->CK, w, c->CK, col, ld, 0.0, rows, ld);
+            from_rows(rows, y, g, c->O, c->P, es);
+        } else if (k->kind == OC_K_CONV2D_GRAD_INPUT) {
+            const char *dy = j->args[1], *w = j->args[2];
+            char *dx = j->args[0];
+            to_rows(dy + (size_t)n0 * ysz, rows, g, c->O, c->P, es);
+            if (c->O == 0) memset(col, 0, (size_t)(c->CK * ld) * es);
+            else gemm(dt, 1, 0, c->CK, ld, c->O, w, c->CK, rows, ld, 0.0, col, ld);
+            for (int64_t i = 0; i < g; i++)
+                col2im(dt, c, col + (size_t)(i * c->P) * es, ld, dx + (size_t)(n0 + i) * xsz);
         } else {
-            const char *x = args[1], *dy = args[2];
-            to_rows(dy + (size_t)n0 * ysz, rows, g, c.O, c.P, es);
-            for (int64_t i = 0; i < g; i++) im2col(dt, &c, x + (size_t)(n0 + i) * xsz, col + (size_t)(i * c.P) * es, ld);
-            if (ld > 0) gemm(dt, 0, 1, c.O, c.CK, ld, rows, ld, col, ld, 1.0, args[0], c.CK);
+            const char *x = j->args[1], *dy = j->args[2];
+            char *dw = rows + (size_t)(c->O * c->P * j->G) * es; /* this thread's partial */
+            if (!j->used[tid]) memset(dw, 0, (size_t)(c->O * c->CK) * es);
+            j->used[tid] = 1;
+            to_rows(dy + (size_t)n0 * ysz, rows, g, c->O, c->P, es);
+            for (int64_t i = 0; i < g; i++)
+                im2col(dt, c, x + (size_t)(n0 + i) * xsz, col + (size_t)(i * c->P) * es, ld);
+            if (ld > 0) gemm(dt, 0, 1, c->O, c->CK, ld, rows, ld, col, ld, 1.0, dw, c->CK);
         }
     }
 }
 
-void oc_cpu_lib_run(const struct oc_kernel *k, void **args, void *scratch)
+static void conv(const struct oc_kernel *k, void **args, void *scratch, struct oc_pool *pool)
 {
-    if (k->kind == OC_K_MATMUL) matmul(k, args);
-    else conv(k, args, scratch);
+    struct conv_job j = {k, args, scratch, oc_cpu_lib_scratch(k), conv_dims(k), 0, NULL};
+    enum oc_dtype dt = k->lib->dtype;
+    size_t es = oc_dtype_size(dt);
+    j.G = conv_group(&j.c, es);
+    int nt = oc_pool_size(pool);
+    unsigned char used[256] = {0};
+    j.used = used;
+    if (nt > 256) nt = 256;
+    int64_t ngroup = (j.c.N + j.G - 1) / j.G;
+    size_t wn = (size_t)(j.c.O * j.c.CK);
+    if (k->kind == OC_K_CONV2D_GRAD_WEIGHT) memset(args[0], 0, wn * es);
+    if (ngroup > 0) oc_pool_run_tid(pool, ngroup, 1, conv_groups, &j);
+    if (k->kind != OC_K_CONV2D_GRAD_WEIGHT) return;
+    /* dW = the sum of the threads' partials */
+    for (int t = 0; t < nt; t++) {
+        if (!used[t]) continue;
+        const char *part = (const char *)scratch + (size_t)t * j.per +
+                           group_bytes(&j.c, j.G, es);
+        if (dt == OC_F32) {
+            float *d = args[0];
+            const float *p = (const float *)part;
+            for (size_t i = 0; i < wn; i++) d[i] += p[i];
+        } else {
+            double *d = args[0];
+            const double *p = (const double *)part;
+            for (size_t i = 0; i < wn; i++) d[i] += p[i];
+        }
+    }
+}
+
+void oc_cpu_lib_run(const struct oc_kernel *k, void **args, void *scratch, struct oc_pool *pool)
+{
+    if (k->kind == OC_K_MATMUL) matmul(k, args, pool);
+    else conv(k, args, scratch, pool);
 }

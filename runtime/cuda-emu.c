@@ -63,6 +63,8 @@ static const char emu_header[] =
     "#define blockDim (oc_d3{oc_emu_ctx->bdim, 1u, 1u})\n"
     "#define gridDim (oc_d3{oc_emu_ctx->gdim, 1u, 1u})\n"
     "static inline void __syncthreads() { oc_emu_ctx->sync(oc_emu_ctx->self); }\n"
+    /* a warp barrier: a shuffle that exchanges nothing */
+    "static inline void __syncwarp(unsigned = 0xffffffffu) { oc_emu_ctx->shfl_xor(oc_emu_ctx->self, 0, 0); }\n"
     "template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int o)\n"
     "{\n"
     "    unsigned long long b = 0;\n"

@@ -12,10 +12,13 @@
  * and copies them in, launches the kernels in plan order (library kernels
  * through cuda-blas.c plans), snapshots outputs that read an assigned
  * param, then applies the assigns as device copies (staged when an assign
- * reads another's target). With graph capture on, the first run is eager
- * (it creates cuBLAS and its workspace) and the second is captured into a
- * CUDA graph that every later run replays. With OC_DEBUG >= 1 each kernel
- * is timed with CUDA events (eager runs only) for oc_cuda_exec_profile.
+ * reads another's target; none for an assign that fusion had its kernel
+ * write in place, whose own value buffer is never allocated). Temps may
+ * hold nodes that fusion added (split reductions' partials, prog->extra).
+ * With graph capture on, the first run is eager (it creates cuBLAS and its
+ * workspace) and the second is captured into a CUDA graph that every later
+ * run replays. With OC_DEBUG >= 1 each kernel is timed with CUDA events
+ * (eager runs only) for oc_cuda_exec_profile.
  */
 #include "cuda-impl.h"
 #include "runtime.h"
@@ -126,10 +129,20 @@ static void print_summary(const struct oc_cuda_exec *ex)
             p->arena_bytes, p->ntemp, p->temp_bytes, p->ninplace);
 }
 
+/* The node whose value buffer kb holds: one of the graph's, or one that
+ * fusion added (a split reduction's partials, ids from g->nnodes on, in
+ * prog->extra), which only temps name. */
+static const struct oc_node *buf_node(const struct oc_cuda_exec *ex, const struct oc_kbuf *kb)
+{
+    const struct oc_kprog *p = ex->prog;
+    OC_ASSERT(kb->node >= 0 && kb->node < p->g->nnodes + p->nextra);
+    return kb->node < p->g->nnodes ? p->g->nodes[kb->node] : p->extra[kb->node - p->g->nnodes];
+}
+
 static enum oc_status fill_const(struct oc_cuda_exec *ex, const struct oc_kbuf *kb, oc_devptr dst,
                                  struct oc_err *err)
 {
-    const struct oc_node *n = ex->g->nodes[kb->node];
+    const struct oc_node *n = buf_node(ex, kb);
     struct oc_buf b;
     if (oc_buf_alloc(&b, n->dtype, &n->shape)) return oc_err_set(err, OC_ERR_NOMEM, "cuda exec: out of memory");
     int64_t cnt = oc_shape_numel(&n->shape);
@@ -240,10 +253,13 @@ enum oc_status oc_cuda_exec_new(const struct oc_graph *g, const struct oc_cuda_e
         if (scratch[s] && (st = oc_cuda_alloc(ex->cu, scratch[s], &ex->scratch[s], err))) goto fail;
     for (int b = 0; b < p->nbuf; b++) {
         struct oc_kbuf *kb = &p->buf[b];
+        if (kb->merged) continue; /* an assign's value written straight into its target: unused */
         if (kb->pinned || kb->offset < 0) {
             if ((st = oc_cuda_alloc(ex->cu, kb->bytes, &ex->bufp[b], err))) {
-                oc_err_set(err, st, "cuda exec: cannot allocate %s%s buffer %%%d", oc_dtype_name(kb->dtype),
-                           SHP(kb->shape), kb->node);
+                const struct oc_node *n = buf_node(ex, kb);
+                oc_err_set(err, st, "cuda exec: cannot allocate %s%s buffer %%%d (%s%s%s)",
+                           oc_dtype_name(kb->dtype), SHP(kb->shape), kb->node, oc_op_name(n->op),
+                           n->label ? " " : "", n->label ? n->label : "");
                 goto fail;
             }
             ex->own[b] = 1;
@@ -272,12 +288,19 @@ enum oc_status oc_cuda_exec_new(const struct oc_graph *g, const struct oc_cuda_e
     for (int i = 0; i < g->noutputs; i++)
         if (ex->snap_needed[i] && (st = oc_cuda_alloc(ex->cu, p->buf[p->out_buf[i]].bytes, &ex->snap[i], err)))
             goto fail;
+    /* assigns read each other's targets: stage every new value first. An
+     * assign written in place by its kernel (value == target) copies
+     * nothing. */
     for (int a = 0; a < p->nassign; a++)
         for (int b = 0; b < p->nassign; b++)
-            if (p->assign[a].value == p->assign[b].target) ex->stage_assigns = 1;
+            if (a != b && p->assign[a].value != p->assign[a].target &&
+                p->assign[a].value == p->assign[b].target)
+                ex->stage_assigns = 1;
     if (ex->stage_assigns)
         for (int a = 0; a < p->nassign; a++)
-            if ((st = oc_cuda_alloc(ex->cu, p->buf[p->assign[a].value].bytes, &ex->staged[a], err))) goto fail;
+            if (p->assign[a].value != p->assign[a].target &&
+                (st = oc_cuda_alloc(ex->cu, p->buf[p->assign[a].value].bytes, &ex->staged[a], err)))
+                goto fail;
     if ((st = oc_cuda_timer_new(ex->cu, &ex->step, err))) goto fail;
     if (ex->debug >= 1 || o.profile)
         for (int i = 0; i < p->nkernel; i++)
@@ -319,7 +342,7 @@ enum oc_status oc_cuda_exec_set(struct oc_cuda_exec *ex, const char *name, const
     if (b < 0)
         return oc_err_set(err, OC_ERR_INVALID, "exec: graph has no input, param or state named \"%s\"",
                           name ? name : "(null)");
-    const struct oc_node *n = ex->g->nodes[ex->prog->buf[b].node];
+    const struct oc_node *n = buf_node(ex, &ex->prog->buf[b]);
     enum oc_status bs = oc_cuda_bind(ex->cu, err);
     if (bs) return bs;
     int ok_dt = oc_dtype_is_float(n->dtype) ? oc_dtype_is_float(v->dtype) : v->dtype == n->dtype;
@@ -366,6 +389,7 @@ static enum oc_status enqueue_step(struct oc_cuda_exec *ex, int timed, struct oc
     if (ex->stage_assigns)
         for (int a = 0; a < p->nassign; a++) {
             int v = p->assign[a].value;
+            if (v == p->assign[a].target) continue;
             if ((st = oc_cuda_dtod(ex->cu, ex->staged[a], ex->bufp[v], p->buf[v].bytes, err))) return st;
         }
     for (int a = 0; a < p->nassign; a++) {
@@ -386,7 +410,7 @@ enum oc_status oc_cuda_exec_run(struct oc_cuda_exec *ex, uint64_t seed, struct o
     for (int b = 0; b < p->nbuf; b++) {
         const struct oc_kbuf *kb = &p->buf[b];
         if (kb->kind == OC_KB_INPUT && !ex->bound[b]) {
-            const struct oc_node *n = g->nodes[kb->node];
+            const struct oc_node *n = buf_node(ex, kb);
             return oc_err_set(err, OC_ERR_INVALID, "exec: input \"%s\" (node %%%d, %s%s) is not bound",
                               n->attrs.name, n->id, oc_dtype_name(n->dtype), SHP(n->shape));
         }
@@ -395,7 +419,7 @@ enum oc_status oc_cuda_exec_run(struct oc_cuda_exec *ex, uint64_t seed, struct o
         const struct oc_kbuf *kb = &p->buf[b];
         if ((kb->kind != OC_KB_PARAM && kb->kind != OC_KB_STATE) || ex->bound[b]) continue;
         struct oc_buf v;
-        if ((st = oc_init_fill(g->nodes[kb->node], seed, &v, err))) return st;
+        if ((st = oc_init_fill(buf_node(ex, kb), seed, &v, err))) return st;
         st = copy_in(ex, b, &v, err);
         oc_buf_free(&v);
         if (st) return st;

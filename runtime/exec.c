@@ -89,6 +89,7 @@ enum oc_status oc_rt_new(struct oc_rt **out, int nthreads, int debug, struct oc_
         free(rt);
         return st;
     }
+    oc_cpu_lib_init();
     rt->pool = oc_pool_new(nthreads);
     if (!rt->pool) {
         oc_rt_free(rt);
@@ -153,6 +154,11 @@ static void print_summary(const struct oc_exec *ex)
     }
     fprintf(stderr, "  arena %zu bytes for %d temps (%zu without reuse, %d in place)\n",
             p->arena_bytes, p->ntemp, p->temp_bytes, p->ninplace);
+    if (p->nassign) {
+        int inpl = 0;
+        for (int a = 0; a < p->nassign; a++) inpl += p->assign[a].target == p->assign[a].value;
+        fprintf(stderr, "  %d assign(s), %d written in place by their kernel\n", p->nassign, inpl);
+    }
 }
 
 static void fill_const(const struct oc_node *n, void *dst)
@@ -260,6 +266,7 @@ enum oc_status oc_compile(const struct oc_graph *g, const char *device,
     }
     for (int b = 0; b < p->nbuf; b++) {
         struct oc_kbuf *kb = &p->buf[b];
+        if (kb->merged) continue; /* an assign's value now written in place */
         if (kb->pinned || kb->offset < 0) {
             ex->pinned[b] = xalloc(kb->bytes);
             if (!ex->pinned[b]) {
@@ -281,7 +288,7 @@ enum oc_status oc_compile(const struct oc_graph *g, const char *device,
             goto fail;
         }
         for (int s = 0; s < k->nslot; s++) ex->args[i][s] = ex->bufp[k->slot[s].buf];
-        size_t sc = oc_cpu_lib_scratch(k);
+        size_t sc = oc_cpu_lib_scratch(k) * (size_t)oc_pool_size(ex->rt->pool);
         if (sc > ex->scratch_bytes) ex->scratch_bytes = sc;
     }
     if (ex->scratch_bytes && !(ex->scratch = xalloc(ex->scratch_bytes))) {
@@ -360,7 +367,7 @@ static void run_kernel(struct oc_exec *ex, int i)
 {
     const struct oc_kernel *k = ex->prog->kernel[i];
     if (k->kind != OC_K_LOOP) {
-        oc_cpu_lib_run(k, ex->args[i], ex->scratch);
+        oc_cpu_lib_run(k, ex->args[i], ex->scratch, ex->rt->pool);
         return;
     }
     int64_t outer = oc_kir_outer_extent(k), points = oc_kir_points(k);
@@ -371,11 +378,15 @@ static void run_kernel(struct oc_exec *ex, int i)
         ex->fn[i](ex->args[i], 0, outer);
         return;
     }
-    /* a few chunks per thread for balance, none smaller than ~4K points */
+    /* many chunks per thread, none smaller than ~4K points: on a shared
+     * machine a thread can lose its core for a while, and the others then
+     * take over its share (the chunks are claimed dynamically) */
     int64_t per = points / outer;
-    int64_t grain = (outer + 4 * (int64_t)nt - 1) / (4 * (int64_t)nt);
+    int64_t grain = (outer + 16 * (int64_t)nt - 1) / (16 * (int64_t)nt);
     int64_t min_rows = per > 0 ? (4096 + per - 1) / per : outer;
     if (grain < min_rows) grain = min_rows;
+    int64_t rb = oc_llvm_row_block(k); /* whole blocks of rows per chunk */
+    if (rb > 1) grain = (grain + rb - 1) / rb * rb;
     struct chunk_job j = {ex->fn[i], ex->args[i]};
     oc_pool_run(pool, outer, grain, run_chunk, &j);
 }

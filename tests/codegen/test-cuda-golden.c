@@ -4,7 +4,8 @@
  * Each graph exercises one shape of code: the 4-wide elementwise path, a
  * warp-per-row softmax, block-per-row batch-norm statistics, a block
  * argmax, guarded loads (pad, concat), a gather through a computed index,
- * Philox draws, and integer casts.
+ * Philox draws, integer casts, and a split reduction (its one-row final
+ * sum) beside a reduction read transposed.
  *
  * After an intended change to the generator (or to the kernel IR that
  * feeds it), regenerate and review the diff:
@@ -70,13 +71,25 @@ static void g_rng_cast(struct oc_graph *g)
     oc_output(g, "f2i", oc_cast(g, oc_input(g, "f", OC_F32, OC_SHAPE(5)), OC_I32));
 }
 
+/* A reduction to one value large enough for fusion to split it (per-row
+ * partials, then a one-row sum without a row loop), and sums over both
+ * axes of a square tensor sharing one kernel (one read transposed). */
+static void g_split_transposed(struct oc_graph *g)
+{
+    oc_tensor x = oc_input(g, "x", OC_F32, OC_SHAPE(256, 300));
+    oc_output(g, "ss", oc_sum(g, oc_mul(g, x, x), 3u, 0));
+    oc_tensor s = oc_exp(g, oc_input(g, "s", OC_F32, OC_SHAPE(40, 40)));
+    oc_output(g, "rows", oc_sum(g, s, 2u, 0));
+    oc_output(g, "cols", oc_sum(g, s, 1u, 0));
+}
+
 static const struct {
     const char *name;
     void (*build)(struct oc_graph *);
 } cases[] = {
     {"elementwise", g_elementwise}, {"softmax", g_softmax}, {"batchnorm", g_batchnorm},
     {"argmax", g_argmax},           {"guards", g_guards},   {"gather", g_gather},
-    {"rng_cast", g_rng_cast},
+    {"rng_cast", g_rng_cast},       {"split_transposed", g_split_transposed},
 };
 
 static char *emit(void (*build)(struct oc_graph *), const char *name)
@@ -173,7 +186,8 @@ Test(cuda_golden, each_graph_shows_its_feature)
         {"guards", "oc_clamp("},              {"guards", "-1.5f"},
         {"gather", "oc_clamp((int)"},         {"rng_cast", "oc_rng_normal("},
         {"rng_cast", "oc_rng_uniform("},      {"rng_cast", "oc_u8sat("},
-        {"rng_cast", "oc_f2i("},
+        {"rng_cast", "oc_f2i("},              {"split_transposed", "1 row(s) x 256 point(s)"},
+        {"split_transposed", "if (gid == 0) {"}, {"split_transposed", "s0[x"},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {

@@ -3,6 +3,7 @@
  * the JIT) and calling a JIT-compiled kernel directly over chunks of its
  * row loop, as the thread pool does. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "../../codegen/codegen.h"
 #include "../../passes/fuse.h"
+#include "../../runtime/runtime.h"
 #include "../helpers/helpers.h"
 
 static struct oc_kprog *program(struct oc_graph *g)
@@ -117,5 +119,94 @@ Test(llvm, chunks_cover_the_row_loop)
     oc_buf_free(&x);
     oc_llvm_free(j);
     oc_kprog_free(p);
+    oc_graph_free(g);
+}
+
+/* ---------------------------------------------------------------- f32 math */
+
+/* Distance in units in the last place: how many floats lie between a and b
+ * (NaN only matches NaN; infinities must match exactly). */
+static double ulps(float a, float b)
+{
+    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b) ? 0 : INFINITY;
+    if (isinf(a) || isinf(b)) return a == b ? 0 : INFINITY;
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4);
+    memcpy(&ib, &b, 4);
+    /* map to a monotonic integer line (negative floats mirrored) */
+    int64_t la = ia < 0 ? -(int64_t)(ia & 0x7fffffff) : ia, lb = ib < 0 ? -(int64_t)(ib & 0x7fffffff) : ib;
+    return (double)llabs(la - lb);
+}
+
+/* Inputs that exercise every binade, the overflow/underflow edges, the
+ * points where the reductions switch, and the special values. */
+static int math_inputs(float *x, int cap)
+{
+    int n = 0;
+    static const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1.0f, -1.0f, 1e-45f,
+                                    -1e-45f, 1.17549435e-38f, 3.4028235e38f, -3.4028235e38f,
+                                    88.72283f, 88.722839f, 88.7229f, -87.33654f, -103.9720f,
+                                    -103.9721f, -104.5f, 89.0f, 0.70710677f, 0.70710683f,
+                                    1.41421354f, -0.29289323f, 0.41421357f, -0.9999999f, 1e-8f,
+                                    -1e-8f, 5.96e-8f, 0.34657359f, -0.34657359f};
+    for (size_t i = 0; i < sizeof special / sizeof *special; i++) x[n++] = special[i];
+    uint64_t h = 0x9e3779b97f4a7c15ull;
+    while (n < cap / 2) { /* dense over the exp/softplus range */
+        h ^= h << 13, h ^= h >> 7, h ^= h << 17;
+        x[n++] = -110.0f + 205.0f * (float)((h >> 11) * 0x1.0p-53);
+    }
+    while (n < cap) { /* random bit patterns of either sign: every binade */
+        h ^= h << 13, h ^= h >> 7, h ^= h << 17;
+        uint32_t b = (uint32_t)(h >> 32);
+        float f;
+        memcpy(&f, &b, 4);
+        x[n++] = isnan(f) ? 1.5f : f;
+    }
+    return n;
+}
+
+Test(llvm, f32_exp_log_log1p_softplus_sigmoid_within_2_ulp)
+{
+    enum { N = 1 << 17 };
+    static float xs[N];
+    int n = math_inputs(xs, N);
+    struct oc_graph *g = oc_graph_new("math");
+    oc_tensor x = oc_input(g, "x", OC_F32, OC_SHAPE(n));
+    static const enum oc_op ops[] = {OC_OP_EXP, OC_OP_LOG, OC_OP_LOG1P, OC_OP_SOFTPLUS, OC_OP_SIGMOID};
+    static const char *names[] = {"exp", "log", "log1p", "softplus", "sigmoid"};
+    for (int i = 0; i < 5; i++) oc_output(g, names[i], oc_unary(g, ops[i], x));
+    cr_assert_eq(oc_graph_status(g), OC_OK, "%s", g->err.msg);
+    struct oc_err err = {0};
+    struct oc_exec *ex;
+    cr_assert_eq(oc_compile(g, "cpu", NULL, &ex, &err), OC_OK, "%s", err.msg);
+    struct oc_buf xb = {OC_F32, OC_SHAPE(n), xs};
+    cr_assert_eq(oc_exec_set(ex, "x", &xb, &err), OC_OK, "%s", err.msg);
+    cr_assert_eq(oc_exec_run(ex, 0, &err), OC_OK, "%s", err.msg);
+    for (int i = 0; i < 5; i++) {
+        struct oc_buf y;
+        cr_assert_eq(oc_exec_get(ex, names[i], &y, &err), OC_OK, "%s", err.msg);
+        const float *yv = y.data;
+        double worst = 0, worst_want = 0;
+        int at = -1;
+        for (int j = 0; j < n; j++) {
+            double v = xs[j], want;
+            switch (ops[i]) {
+            case OC_OP_EXP: want = exp(v); break;
+            case OC_OP_LOG: want = log(v); break;
+            case OC_OP_LOG1P: want = log1p(v); break;
+            case OC_OP_SOFTPLUS: want = v > 0 ? v + log1p(exp(-v)) : log1p(exp(v)); break;
+            default: want = 1 / (1 + exp(-v)); break;
+            }
+            double d = ulps(yv[j], (float)want);
+            if (d > worst) worst = d, at = j, worst_want = want;
+        }
+        /* softplus and sigmoid compose two rounded functions (and a division) */
+        double bound = ops[i] == OC_OP_SOFTPLUS || ops[i] == OC_OP_SIGMOID ? 3 : 2;
+        cr_expect_leq(worst, bound, "%s: %.0f ulp at x = %.9g (got %.9g, want %.9g)", names[i],
+                      worst, at >= 0 ? xs[at] : 0.0, at >= 0 ? yv[at] : 0.0, worst_want);
+        fprintf(stderr, "%-8s max error %.0f ulp over %d inputs\n", names[i], worst, n);
+        oc_buf_free(&y);
+    }
+    oc_exec_free(ex);
     oc_graph_free(g);
 }

@@ -1,7 +1,9 @@
 /* test-fuse.c - fusion decisions and the kernel IR: which graphs become how
  * many kernels (elementwise chains, softmax, batchnorm, library barriers,
- * sibling reductions), the recomputation bound, the decision log, kernel
- * order, cycle avoidance, structural hashes and index maps. Numerical
+ * sibling reductions, transposed ones, split reductions to one value), the
+ * recomputation bound (also through broadcasts), the decision log, kernel
+ * order, cycle avoidance, structural hashes, index maps and assigns
+ * written in place. Numerical
  * agreement with the interpreter is the runtime tests' job; a few cases
  * here run too, where the point is a tricky schedule. */
 #include <criterion/criterion.h>
@@ -331,5 +333,109 @@ Test(fuse, long_chains_are_cut)
     oc_buf_free(&got);
     oc_buf_free(&xv);
     oc_exec_free(ex);
+    oc_graph_free(g);
+}
+
+/* Rule 2, large reductions to one value: the sum of a [512,256] tensor is
+ * a row kernel over 512 rows writing partials (a node fusion added) and a
+ * sum of those; a small one stays whole, and the graph is untouched. */
+Test(fuse, large_full_reductions_are_split)
+{
+    struct oc_graph *g = oc_graph_new("split");
+    oc_tensor x = oc_input(g, "x", OC_F32, OC_SHAPE(512, 256));
+    oc_output(g, "big", oc_sum(g, oc_exp(g, x), 3u, 0));
+    oc_output(g, "small", oc_reduce_max(g, oc_input(g, "y", OC_F32, OC_SHAPE(16, 16)), 3u, 0));
+    int nn = g->nnodes;
+    struct oc_kprog *p = fuse(g, 1, NULL);
+    cr_expect_eq(g->nnodes, nn, "the graph is not changed");
+    cr_expect_eq(p->nextra, 2, "one split: partials and their sum");
+    int rows = 0, partial_buf = 0;
+    for (int i = 0; i < p->nkernel; i++) {
+        const struct oc_kernel *k = p->kernel[i];
+        if (oc_kir_points(k) == 512 * 256) {
+            rows = 1;
+            cr_expect_eq(oc_kir_outer_extent(k), 512, "one row per leading index");
+            cr_expect_eq(k->rmask, 2u);
+        }
+    }
+    for (int b = 0; b < p->nbuf; b++) partial_buf |= p->buf[b].node >= nn;
+    cr_expect(rows, "a row kernel over the big space");
+    cr_expect(partial_buf, "the partials live in a temp buffer of an added node");
+    check_order(p);
+    oc_kprog_free(p);
+    oc_graph_free(g);
+}
+
+/* Sums over axis 0 and axis 1 of one [N,N] expression share a kernel: the
+ * axis-0 sum reads the space transposed. */
+Test(fuse, transposed_sibling_reductions_share_a_kernel)
+{
+    struct oc_graph *g = oc_graph_new("pairs");
+    oc_tensor v = oc_input(g, "v", OC_F32, OC_SHAPE(40));
+    oc_tensor d = oc_sub(g, oc_reshape(g, v, OC_SHAPE(40, 1)), oc_reshape(g, v, OC_SHAPE(1, 40)));
+    oc_tensor k = oc_exp(g, oc_neg(g, oc_abs(g, d)));
+    oc_output(g, "rows", oc_sum(g, oc_mul(g, k, oc_reshape(g, v, OC_SHAPE(1, 40))), 2u, 0));
+    oc_output(g, "cols", oc_sum(g, oc_mul(g, k, oc_sign(g, d)), 1u, 0));
+    struct oc_kprog *p = fuse(g, 1, NULL);
+    cr_expect_eq(count_loop(p), 1, "one kernel for both sums");
+    cr_expect_eq(p->kernel[0]->nred, 2);
+    int nexp = 0;
+    for (int i = 0; i < p->kernel[0]->nval; i++)
+        nexp += p->kernel[0]->vals[i]->kind == OC_KV_OP && p->kernel[0]->vals[i]->op == OC_OP_EXP;
+    cr_expect_eq(nexp, 1, "exp(-|v_i - v_j|) = exp(-|v_j - v_i|) is computed once");
+    check_order(p);
+    oc_kprog_free(p);
+    oc_graph_free(g);
+}
+
+/* Rule 5 through broadcasts: log(softplus(rho)) of a [B,Z] tensor, read
+ * for each of 10 classes, is materialized once; a cheap per-row value
+ * read through a broadcast is still recomputed inline. */
+Test(fuse, expensive_nodes_are_not_recomputed_through_broadcasts)
+{
+    struct oc_graph *g = oc_graph_new("expand");
+    oc_tensor rho = oc_input(g, "rho", OC_F32, OC_SHAPE(8, 1, 16));
+    oc_tensor pr = oc_input(g, "pr", OC_F32, OC_SHAPE(1, 10, 16));
+    oc_tensor ls = oc_log(g, oc_softplus(g, rho));
+    oc_output(g, "y", oc_sum(g, oc_sub(g, oc_log(g, oc_softplus(g, pr)), ls), 4u, 0));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *log = open_memstream(&buf, &len);
+    struct oc_kprog *p = fuse(g, 1, log);
+    fclose(log);
+    cr_expect(strstr(buf, "broadcast would be recomputed"), "%s", buf);
+    int stored = 0;
+    for (int b = 0; b < p->nbuf; b++)
+        stored |= p->buf[b].node == ls.id;
+    cr_expect(stored, "log(softplus(rho)) has a buffer");
+    check_order(p);
+    free(buf);
+    oc_kprog_free(p);
+    oc_graph_free(g);
+}
+
+/* An assign whose new value one elementwise kernel computes is written in
+ * place; one whose target an output reads keeps its copy. */
+Test(fuse, assigns_are_written_in_place)
+{
+    struct oc_graph *g = oc_graph_new("assign");
+    oc_tensor w = oc_param(g, "w", OC_F32, OC_SHAPE(5), OC_INIT_ZEROS, 0, 0);
+    oc_tensor m = oc_state(g, "m", OC_F32, OC_SHAPE(5), OC_INIT_ZEROS, 0);
+    oc_tensor x = oc_input(g, "x", OC_F32, OC_SHAPE(5));
+    oc_tensor m2 = oc_add(g, oc_scale(g, m, 0.9), x);
+    oc_assign(g, m, m2);
+    oc_assign(g, w, oc_sub(g, w, oc_scale(g, m2, 0.1)));
+    oc_output(g, "w_before", w);
+    struct oc_kprog *p = fuse(g, 1, NULL);
+    cr_assert_eq(p->nassign, 2);
+    int inplace = 0;
+    for (int a = 0; a < p->nassign; a++) {
+        int tnode = p->buf[p->assign[a].target].node;
+        if (tnode == m.id) cr_expect_eq(p->assign[a].value, p->assign[a].target, "the momentum in place");
+        if (tnode == w.id) cr_expect_neq(p->assign[a].value, p->assign[a].target, "w's old value is an output");
+        inplace += p->assign[a].value == p->assign[a].target;
+    }
+    cr_expect_eq(inplace, 1);
+    oc_kprog_free(p);
     oc_graph_free(g);
 }

@@ -2,8 +2,11 @@
  * table (tests/runtime/test-conformance.c, fused and unfused, every shape)
  * is generated as CUDA C and compiled by NVRTC for sm_80 and sm_90 (no GPU
  * needed), and ptxas's report shows no local-memory spill or stack frame
- * in any of them (they are all elementwise or row kernels). The generated
- * text is deterministic.
+ * in any of them (they are all elementwise or row kernels); so do the
+ * kernels of split reductions, transposed reductions, MMCE's pairwise
+ * sums and in-place BN updates (cuda-graphs.h), which the table's small
+ * graphs never produce. The
+ * generated text is deterministic.
  *
  * The table is the CPU suite's own: its file is included with Criterion's
  * Test/TestSuite macros turned into unused functions, so this file follows
@@ -13,6 +16,7 @@
 
 #include "../../frontend/frontend.h"
 #include "cuda-check.h"
+#include "cuda-graphs.h"
 
 static void collect_conformance(struct kset *s);
 
@@ -96,6 +100,31 @@ Test(cuda_compile, sixty_four_bit_indices)
         cr_assert(strstr(s.e[i].text, "64-bit indices") && strstr(s.e[i].text, "long long"), "%s", s.e[i].name);
     int bad = kset_compile(nv, &s, 0, s.n, "sm_90");
     cr_assert_eq(bad, 0);
+    kset_free(&s);
+    oc_nvrtc_close(nv);
+}
+
+/* Split reductions (one-row final sums, partials in extra nodes), square
+ * spaces reduced along both axes (one read transposed), MMCE's forward
+ * and backward pairwise kernels and BN backward kernels updating gamma in
+ * place (a barrier before their row stores): generated (fused) and
+ * compiled for sm_80 and sm_90 without spills. */
+Test(cuda_compile, fusion_shapes_beyond_the_table)
+{
+    struct oc_nvrtc *nv = nvrtc_or_skip();
+    struct kset s = {0};
+    for (int v = 0; v < CG_COUNT; v++) {
+        struct oc_graph *g = cg_build(v);
+        cg_check_program(v, g);
+        kset_add_graph(&s, g, 1, cg_name(v)); /* unfused: the table's primitives again */
+        oc_graph_free(g);
+    }
+    int maps[3] = {0};
+    for (int i = 0; i < s.n; i++) maps[s.e[i].map] += s.e[i].rowk;
+    cr_expect(maps[OC_CUDA_MAP_WARP] && maps[OC_CUDA_MAP_BLOCK],
+              "row kernels of both group mappings (warp %d, block %d)", maps[1], maps[2]);
+    int bad = kset_compile(nv, &s, 0, s.n, "sm_80") + kset_compile(nv, &s, 0, s.n, "sm_90");
+    cr_assert_eq(bad, 0, "%d kernel(s) with problems (see stderr)", bad);
     kset_free(&s);
     oc_nvrtc_close(nv);
 }

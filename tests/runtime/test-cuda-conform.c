@@ -1,14 +1,17 @@
 /* test-cuda-conform.c - the CPU backend's conformance table on a real GPU:
  * every primitive and composite x shapes x {fused, unfused}, compiled for
  * the device (NVRTC, cuBLAS with fp32 math) and compared with the f64
- * interpreter; plus the kernel cache's second compile of the same program
- * being served without NVRTC, and graph capture matching eager runs.
+ * interpreter; plus split reductions, transposed reductions, MMCE's
+ * pairwise kernels and in-place BN updates (cuda-graphs.h), the kernel
+ * cache's second compile of the same program being served without NVRTC,
+ * and graph capture matching eager runs.
  * Without a driver or a device every test is skipped with the reason
  * (cr_skip_test); the device context is made inside each test, after
  * Criterion forks. On a GPU machine without Criterion, the same file is
  * built into build/oc-gpu-check against bench/gpu/shim (cmake/cuda.cmake). */
 #define CUDA_CONFORM_EMULATED 0
 #include "cuda-conform.h"
+#include "cuda-graphs.h"
 
 #define CASE(cat)                                                                                  \
     Test(cuda_gpu, cat, .timeout = 300)                                                            \
@@ -24,6 +27,28 @@ CASE(contractions)
 CASE(indexing)
 CASE(sources_and_state)
 CASE(composites)
+
+/* Reductions to one value split into per-row partials and a one-row sum,
+ * reductions over both axes of a square tensor in one kernel, MMCE over a
+ * batch of 300 with its gradient, and BN steps updating gamma in place in
+ * the row kernel that reads it (cuda-graphs.h), fused and unfused. */
+Test(cuda_gpu, fusion_shapes_beyond_the_table, .timeout = 120)
+{
+    struct oc_cuda *cu = conform_device();
+    int bad = 0;
+    for (int v = 0; v < CG_COUNT; v++) {
+        struct oc_graph *g = cg_build(v);
+        cg_check_program(v, g);
+        struct conform_opts co = conform_defaults();
+        co.runs = 2;
+        co.poison = 1;
+        co.ihi = 4; /* labels of 4 classes */
+        for (int f = 1; f >= 0; f--) bad += !cuda_conform_run(cu, g, cg_name(v), f, &co);
+        oc_graph_free(g);
+    }
+    cr_assert_eq(bad, 0, "%d case(s) differ from the interpreter", bad);
+    oc_cuda_free(cu);
+}
 
 /* A softmax + matmul step, eager and captured into a CUDA graph, on the
  * device; and a second context finds the module in the kernel cache. */

@@ -4,9 +4,13 @@
  * fiber per GPU thread (warp shuffles and __syncthreads are real barriers),
  * the library calls through their cuBLAS plans (reference GEMM) and the
  * im2col/col2im helper kernels, the executor's buffers, snapshots and
- * assigns - all compared with the f64 interpreter. This is the semantic
- * check of the CUDA backend that runs without a GPU; test-cuda-conform.c
- * runs the same table on a real one. */
+ * assigns - all compared with the f64 interpreter; then larger shapes, a
+ * training step, and the kernels the table's small shapes never produce
+ * (cuda-graphs.h: split reductions, whose partials are nodes fusion added,
+ * transposed reductions, MMCE over a batch of 300 and its gradient, BN
+ * parameters updated in place by the row kernel that reads them). This
+ * is the semantic check of the CUDA backend that runs without a GPU;
+ * test-cuda-conform.c runs the same on a real one. */
 #define CUDA_CONFORM_EMULATED 1
 #include "cuda-conform.h"
 
@@ -50,6 +54,7 @@ static void big_graph(struct oc_graph *g, int v)
 
 #include "../../models/models.h"
 #include "../../passes/passes.h"
+#include "cuda-graphs.h"
 
 /* WRN-10-1 on 3x8x8 images, batch 4: forward, backward, SGD, BN state. */
 static struct oc_graph *small_wrn_step(void)
@@ -122,6 +127,50 @@ Test(cuda_emu, larger_shapes_and_a_training_step, .timeout = 600)
         char tag[64];
         snprintf(tag, sizeof tag, "big #%d", v);
         for (int f = 1; f >= 0; f--) bad += !cuda_conform_run(cu, gs[v], tag, f, &co);
+        oc_graph_free(gs[v]);
+    }
+    cr_assert_eq(bad, 0, "%d case(s) differ from the interpreter", bad);
+    oc_cuda_free(cu);
+}
+
+/* Split reductions (partials in nodes fusion added, one-row final sums),
+ * reductions over both axes of a square tensor in one kernel (one read
+ * transposed, argmax included), MMCE over a batch of 300 with its
+ * gradient (a split pairwise sum, a backward pair kernel over both axes),
+ * and BN training steps whose gamma update is written in place by a
+ * block- or warp-mapped row kernel that reads gamma for every point:
+ * fused and unfused, against the interpreter. */
+Test(cuda_emu, fusion_shapes_beyond_the_table, .timeout = 300)
+{
+    struct oc_err err = {0};
+    setenv("OC_EMU_CACHE_DIR", OC_BINARY_DIR "/tests/emu-cache", 0);
+    struct oc_cuda_opts o = oc_cuda_opts_default();
+    o.emulate = 1;
+    struct oc_cuda *cu = NULL;
+    cr_assert_eq(oc_cuda_new(&cu, &o, &err), OC_OK, "%s", err.msg);
+    struct oc_graph *gs[CG_COUNT];
+    struct kset all = {0};
+    for (int v = 0; v < CG_COUNT; v++) {
+        gs[v] = cg_build(v);
+        cg_check_program(v, gs[v]);
+        for (int f = 1; f >= 0; f--) kset_add_graph(&all, gs[v], f, cg_name(v));
+    }
+    size_t len = strlen(oc_cuda_prelude()) + 64;
+    for (int i = 0; i < all.n; i++) len += strlen(all.e[i].text) + 2;
+    char *src = malloc(len);
+    cr_assert_not_null(src);
+    size_t p = (size_t)snprintf(src, len, "%s", oc_cuda_prelude());
+    for (int i = 0; i < all.n; i++) p += (size_t)snprintf(src + p, len - p, "\n%s", all.e[i].text);
+    cr_assert_eq(oc_emu_preload(oc_cuda_emulator(cu), src, &err), OC_OK, "%s", err.msg);
+    free(src);
+    kset_free(&all);
+    int bad = 0;
+    for (int v = 0; v < CG_COUNT; v++) {
+        struct conform_opts co = conform_defaults();
+        co.runs = 2;
+        co.poison = 1;
+        co.ihi = 4; /* labels of 4 classes */
+        for (int f = 1; f >= 0; f--) bad += !cuda_conform_run(cu, gs[v], cg_name(v), f, &co);
         oc_graph_free(gs[v]);
     }
     cr_assert_eq(bad, 0, "%d case(s) differ from the interpreter", bad);

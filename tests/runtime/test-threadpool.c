@@ -1,6 +1,6 @@
 /* test-threadpool.c - the CPU thread pool: every index of [0, n) is handed
  * out exactly once, for any n and grain, over many back-to-back jobs (the
- * executor's pattern: one job per kernel). */
+ * executor's pattern: one job per kernel), with or without participant numbers. */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -54,5 +54,38 @@ Test(threadpool, single_thread_runs_inline)
     cr_expect_eq(atomic_load(&j.calls), 1, "one call over the whole range");
     for (int i = 0; i < 10; i++) cr_expect_eq(atomic_load(&j.hits[i]), 1);
     free(j.hits);
+    oc_pool_free(p);
+}
+
+struct tjob {
+    atomic_int *hits;
+    atomic_int seen[8];
+};
+
+static void mark_tid(void *ctx, int64_t b, int64_t e, int tid)
+{
+    struct tjob *j = ctx;
+    cr_assert(tid >= 0 && tid < 3, "participant %d of 3", tid);
+    atomic_fetch_add(&j->seen[tid], 1);
+    for (int64_t i = b; i < e; i++) atomic_fetch_add(&j->hits[i], 1);
+}
+
+/* oc_pool_run_tid numbers the participants 0..n-1 (per-thread scratch of
+ * the library kernels relies on it) and still hands out every index once. */
+Test(threadpool, participants_are_numbered)
+{
+    struct oc_pool *p = oc_pool_new(3);
+    cr_assert_not_null(p);
+    for (int rep = 0; rep < 50; rep++) {
+        struct tjob j;
+        j.hits = calloc(1000, sizeof *j.hits);
+        for (int t = 0; t < 8; t++) atomic_init(&j.seen[t], 0);
+        oc_pool_run_tid(p, 1000, 7, mark_tid, &j);
+        for (int i = 0; i < 1000; i++) cr_assert_eq(atomic_load(&j.hits[i]), 1, "index %d", i);
+        int calls = 0;
+        for (int t = 0; t < 3; t++) calls += atomic_load(&j.seen[t]);
+        cr_expect_eq(calls, (1000 + 6) / 7);
+        free(j.hits);
+    }
     oc_pool_free(p);
 }

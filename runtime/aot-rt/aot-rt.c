@@ -1,0 +1,843 @@
+/* aot-rt.c - the runtime linked into every ahead-of-time compiled scorer
+ * (`oodc compile --target cpu`): the public API of scorer.h, a small thread
+ * pool, the plan driver and the library calls (GEMM through OpenBLAS, or
+ * plain loops when built with -DOCRT_NO_BLAS).
+ *
+ * It mirrors oodc's CPU executor (runtime/exec.c, threadpool.c, cpu-lib.c):
+ * loop kernels run over [0, outer) in chunks claimed from an atomic counter
+ * by the workers and the calling thread (aligned to the kernel's row
+ * block), kernels too small to be worth it run on the caller; convolutions
+ * are im2col + one single-threaded GEMM per group of images, the groups
+ * spread over the pool. Two additions for the latency case: a one-image
+ * convolution is split over the pool by blocks of output pixels (a single
+ * group would leave the other cores idle), and im2col copies the interior
+ * of padded stride-1 rows in one piece. The generated kernels call the
+ * Philox helpers oc_rng_*_at, defined here bit for bit as in oodc's
+ * ir/rng.c so sampling heads draw the same numbers as the JIT.
+ *
+ * Needs libc, libm, pthreads and (unless OCRT_NO_BLAS) OpenBLAS. Compiled
+ * as C11 by the system compiler when the artifact is built; nothing here
+ * depends on oodc's headers.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "aot-rt.h"
+#include "scorer.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define OCRT_HIDDEN __attribute__((visibility("hidden")))
+#define OCRT_API __attribute__((visibility("default")))
+
+/* Below this many points a loop kernel runs on the calling thread. */
+#define PAR_MIN_POINTS 32768
+/* Images per convolution GEMM: as many as fit about an L2 cache. */
+#define CONV_SCRATCH_BUDGET ((size_t)1 << 20)
+
+/* ---------------------------------------------------------------- Philox (ir/rng.c) */
+
+static void philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
+{
+    uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
+    uint32_t k0 = key[0], k1 = key[1];
+    for (int r = 0; r < 10; r++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c0;
+        uint64_t p1 = (uint64_t)0xCD9E8D57u * c2;
+        uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
+        uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
+}
+
+static void draw(uint64_t seed, uint32_t counter, uint64_t i, uint32_t out[4])
+{
+    const uint32_t ctr[4] = {(uint32_t)i, counter, (uint32_t)(i >> 32), 0};
+    const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+    philox4x32(ctr, key, out);
+}
+
+OCRT_HIDDEN double oc_rng_uniform_at(uint64_t seed, uint32_t counter, uint64_t i);
+OCRT_HIDDEN double oc_rng_normal_at(uint64_t seed, uint32_t counter, uint64_t i);
+
+double oc_rng_uniform_at(uint64_t seed, uint32_t counter, uint64_t i)
+{
+    uint32_t o[4];
+    draw(seed, counter, i, o);
+    return (double)(o[0] >> 8) * 0x1.0p-24;
+}
+
+double oc_rng_normal_at(uint64_t seed, uint32_t counter, uint64_t i)
+{
+    uint32_t o[4];
+    draw(seed, counter, i, o);
+    double u1 = (double)((o[0] >> 8) + 1) * 0x1.0p-24;
+    double u2 = (double)(o[1] >> 8) * 0x1.0p-24;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
+}
+
+/* ---------------------------------------------------------------- thread pool */
+
+/* fn runs chunk [begin, end) on participant tid (0 is the caller). */
+typedef void (*pool_fn)(void *ctx, int64_t begin, int64_t end, int tid);
+
+struct pool;
+
+struct worker_arg {
+    struct pool *p;
+    int tid;
+};
+
+struct pool {
+    int n; /* participants, caller included */
+    pthread_t *th;
+    struct worker_arg *wa;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    unsigned long gen;
+    int busy, quit;
+    pool_fn fn;
+    void *ctx;
+    int64_t total, grain;
+    atomic_llong next;
+};
+
+static void pool_work(struct pool *p, int tid)
+{
+    for (;;) {
+        int64_t b = atomic_fetch_add(&p->next, p->grain);
+        if (b >= p->total) break;
+        int64_t e = b + p->grain < p->total ? b + p->grain : p->total;
+        p->fn(p->ctx, b, e, tid);
+    }
+}
+
+static void *pool_worker(void *arg)
+{
+    struct worker_arg *wa = arg;
+    struct pool *p = wa->p;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->quit && p->gen == seen) pthread_cond_wait(&p->go, &p->mu);
+        if (p->quit) break;
+        seen = p->gen;
+        pthread_mutex_unlock(&p->mu);
+        pool_work(p, wa->tid);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void pool_free(struct pool *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; p->th && i < p->n - 1; i++) pthread_join(p->th[i], NULL);
+    free(p->th);
+    free(p->wa);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+static struct pool *pool_new(int nthreads)
+{
+    struct pool *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n = nthreads < 1 ? 1 : nthreads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->next, 0);
+    if (p->n > 1) {
+        p->th = calloc((size_t)p->n - 1, sizeof *p->th);
+        p->wa = calloc((size_t)p->n - 1, sizeof *p->wa);
+        if (!p->th || !p->wa) {
+            p->n = 1;
+            pool_free(p);
+            return NULL;
+        }
+        for (int i = 0; i < p->n - 1; i++) {
+            p->wa[i].p = p;
+            p->wa[i].tid = i + 1;
+            if (pthread_create(&p->th[i], NULL, pool_worker, &p->wa[i])) {
+                p->n = i + 1; /* run with the workers we have */
+                break;
+            }
+        }
+    }
+    return p;
+}
+
+static void pool_run(struct pool *p, int64_t n, int64_t grain, pool_fn fn, void *ctx)
+{
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    if (p->n == 1 || n <= grain) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->total = n;
+    p->grain = grain;
+    atomic_store(&p->next, 0);
+    p->busy = p->n - 1;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    pool_work(p, 0);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---------------------------------------------------------------- GEMM */
+
+#ifndef OCRT_NO_BLAS
+/* The CBLAS interface of OpenBLAS (32-bit integers), declared here so that
+ * building the artifact needs no cblas.h. */
+enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
+void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                 int lda, const float *b, int ldb, float beta, float *c, int ldc);
+void cblas_dgemm(int order, int ta, int tb, int m, int n, int k, double alpha, const double *a,
+                 int lda, const double *b, int ldb, double beta, double *c, int ldc);
+void openblas_set_num_threads(int n);
+#endif
+
+/* C[M,N] = op(A) op(B) + beta C, row-major, on the calling thread. */
+static void gemm(int f64, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A,
+                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0) return;
+#ifndef OCRT_NO_BLAS
+    if (K > 0) {
+        int TA = ta ? CBLAS_TRANS : CBLAS_NO_TRANS, TB = tb ? CBLAS_TRANS : CBLAS_NO_TRANS;
+        if (!f64)
+            cblas_sgemm(CBLAS_ROW_MAJOR, TA, TB, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B,
+                        (int)ldb, (float)beta, C, (int)ldc);
+        else
+            cblas_dgemm(CBLAS_ROW_MAJOR, TA, TB, (int)M, (int)N, (int)K, 1.0, A, (int)lda, B,
+                        (int)ldb, beta, C, (int)ldc);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; k++) {
+                int64_t ia = ta ? k * lda + i : i * lda + k;
+                int64_t ib = tb ? j * ldb + k : k * ldb + j;
+                double a = f64 ? ((const double *)A)[ia] : ((const float *)A)[ia];
+                double b = f64 ? ((const double *)B)[ib] : ((const float *)B)[ib];
+                acc += a * b;
+            }
+            if (!f64) {
+                float *c = (float *)C + i * ldc + j;
+                *c = (float)(acc + (beta != 0 ? beta * *c : 0));
+            } else {
+                double *c = (double *)C + i * ldc + j;
+                *c = acc + (beta != 0 ? beta * *c : 0);
+            }
+        }
+}
+
+/* matmul: batch entries x blocks of rows of the result, over the pool. */
+struct mm_job {
+    const struct ocrt_kernel *k;
+    void **args;
+    int64_t mb, nmb;
+};
+
+static void matmul_part(void *ctx, int64_t b, int64_t e, int tid)
+{
+    const struct mm_job *j = ctx;
+    const int64_t *p = j->k->p;
+    int64_t M = p[1], N = p[2], K = p[3], lda = p[6], ldb = p[7];
+    int ta = (int)p[4], tb = (int)p[5], f64 = j->k->f64;
+    size_t es = f64 ? sizeof(double) : sizeof(float);
+    (void)tid;
+    for (int64_t t = b; t < e; t++) {
+        int64_t bi = t / j->nmb, i0 = t % j->nmb * j->mb;
+        int64_t m = M - i0 < j->mb ? M - i0 : j->mb;
+        char *y = (char *)j->args[0] + (size_t)(bi * M * N + i0 * N) * es;
+        if (K == 0) {
+            memset(y, 0, (size_t)(m * N) * es);
+            continue;
+        }
+        /* rows i0.. of op(A): rows of A, or columns of A when transposed */
+        const char *a = (const char *)j->args[1] + (size_t)(bi * p[8] + (ta ? i0 : i0 * lda)) * es;
+        gemm(f64, ta, tb, m, N, K, a, lda, (const char *)j->args[2] + (size_t)(bi * p[9]) * es, ldb,
+             0.0, y, N > 0 ? N : 1);
+    }
+}
+
+static void matmul(struct pool *pool, const struct ocrt_kernel *k, void **args)
+{
+    const int64_t *p = k->p;
+    int64_t batch = p[0], M = p[1], N = p[2], K = p[3];
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+    /* about 4 tasks per thread, none under ~1 MFLOP or 16 rows */
+    int nt = pool->n;
+    double flops = 2.0 * (double)M * (double)N * (double)(K > 0 ? K : 1);
+    int64_t want = (4 * nt + batch - 1) / batch;
+    int64_t by_work = (int64_t)(flops / 1e6);
+    if (want > by_work) want = by_work;
+    if (want > (M + 15) / 16) want = (M + 15) / 16;
+    if (want < 1) want = 1;
+    struct mm_job j = {k, args, 0, 0};
+    j.mb = (M + want - 1) / want;
+    j.nmb = (M + j.mb - 1) / j.mb;
+    pool_run(pool, batch * j.nmb, 1, matmul_part, &j);
+}
+
+/* ---------------------------------------------------------------- convolution */
+
+struct conv {
+    int64_t N, C, H, W, O, KH, KW, OH, OW, CK, P;
+    int64_t sh, sw, ph, pw;
+};
+
+static struct conv conv_of(const struct ocrt_kernel *k)
+{
+    const int64_t *p = k->p;
+    struct conv c = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], 0, 0,
+                     p[9], p[10], p[11], p[12]};
+    c.CK = c.C * c.KH * c.KW;
+    c.P = c.OH * c.OW;
+    return c;
+}
+
+/* Column matrices hold a group of images side by side: row r of col is
+ * [image 0's P values | image 1's | ...], leading dimension ld = g*P.
+ * im2col fills the columns (output pixels) [p0, p1) of one image; col2im
+ * accumulates the channels [c0, c1) of one image (each channel's plane
+ * only receives from its own rows, so channel ranges are independent). */
+#define IM2COL(T)                                                                                 \
+    static void im2col_##T(const struct conv *c, const T *x, T *col, int64_t ld, int64_t p0,     \
+                           int64_t p1)                                                            \
+    {                                                                                             \
+        if (p1 <= p0) return;                                                                     \
+        int64_t oh0 = p0 / c->OW, oh1 = (p1 - 1) / c->OW;                                         \
+        for (int64_t ch = 0; ch < c->C; ch++)                                                     \
+            for (int64_t kh = 0; kh < c->KH; kh++)                                                \
+                for (int64_t kw = 0; kw < c->KW; kw++) {                                          \
+                    T *row = col + ((ch * c->KH + kh) * c->KW + kw) * ld;                         \
+                    for (int64_t oh = oh0; oh <= oh1; oh++) {                                     \
+                        int64_t ow0 = oh == oh0 ? p0 % c->OW : 0;                                 \
+                        int64_t ow1 = oh == oh1 ? (p1 - 1) % c->OW + 1 : c->OW;                   \
+                        int64_t ih = oh * c->sh - c->ph + kh;                                     \
+                        T *dst = row + oh * c->OW;                                                \
+                        if (ih < 0 || ih >= c->H) {                                               \
+                            for (int64_t ow = ow0; ow < ow1; ow++) dst[ow] = 0;                   \
+                            continue;                                                             \
+                        }                                                                         \
+                        const T *src = x + (ch * c->H + ih) * c->W;                               \
+                        if (c->sw == 1) {                                                         \
+                            /* iw = ow - pw + kw: zeros, one copy, zeros */                       \
+                            int64_t lo = c->pw - kw, hi = c->W + c->pw - kw;                      \
+                            lo = lo < ow0 ? ow0 : lo > ow1 ? ow1 : lo;                            \
+                            hi = hi > ow1 ? ow1 : hi < lo ? lo : hi;                              \
+                            for (int64_t ow = ow0; ow < lo; ow++) dst[ow] = 0;                    \
+                            if (hi > lo)                                                          \
+                                memcpy(dst + lo, src + lo - c->pw + kw, sizeof(T) * (size_t)(hi - lo)); \
+                            for (int64_t ow = hi; ow < ow1; ow++) dst[ow] = 0;                    \
+                            continue;                                                             \
+                        }                                                                         \
+                        for (int64_t ow = ow0; ow < ow1; ow++) {                                  \
+                            int64_t iw = ow * c->sw - c->pw + kw;                                 \
+                            dst[ow] = iw >= 0 && iw < c->W ? src[iw] : 0;                         \
+                        }                                                                         \
+                    }                                                                             \
+                }                                                                                 \
+    }                                                                                             \
+    static void col2im_##T(const struct conv *c, const T *col, int64_t ld, T *x, int64_t c0,     \
+                           int64_t c1)                                                            \
+    {                                                                                             \
+        for (int64_t i = c0 * c->H * c->W; i < c1 * c->H * c->W; i++) x[i] = 0;                  \
+        for (int64_t ch = c0; ch < c1; ch++)                                                      \
+            for (int64_t kh = 0; kh < c->KH; kh++)                                                \
+                for (int64_t kw = 0; kw < c->KW; kw++) {                                          \
+                    const T *row = col + ((ch * c->KH + kh) * c->KW + kw) * ld;                   \
+                    for (int64_t oh = 0; oh < c->OH; oh++) {                                      \
+                        int64_t ih = oh * c->sh - c->ph + kh;                                     \
+                        if (ih < 0 || ih >= c->H) continue;                                       \
+                        T *dst = x + (ch * c->H + ih) * c->W;                                     \
+                        for (int64_t ow = 0; ow < c->OW; ow++) {                                  \
+                            int64_t iw = ow * c->sw - c->pw + kw;                                 \
+                            if (iw >= 0 && iw < c->W) dst[iw] += row[oh * c->OW + ow];            \
+                        }                                                                         \
+                    }                                                                             \
+                }                                                                                 \
+    }
+IM2COL(float)
+IM2COL(double)
+
+static void im2col(int f64, const struct conv *c, const void *x, void *col, int64_t ld, int64_t p0,
+                   int64_t p1)
+{
+    if (f64) im2col_double(c, x, col, ld, p0, p1);
+    else im2col_float(c, x, col, ld, p0, p1);
+}
+
+static void col2im(int f64, const struct conv *c, const void *col, int64_t ld, void *x, int64_t c0,
+                   int64_t c1)
+{
+    if (f64) col2im_double(c, col, ld, x, c0, c1);
+    else col2im_float(c, col, ld, x, c0, c1);
+}
+
+static int64_t conv_group(const struct conv *c, size_t es)
+{
+    size_t per = (size_t)((c->CK + c->O) * c->P) * es;
+    int64_t g = per ? (int64_t)(CONV_SCRATCH_BUDGET / per) : c->N;
+    if (g > c->N) g = c->N;
+    return g < 1 ? 1 : g;
+}
+
+/* Per-thread scratch: the column matrix and the staging rows of a group,
+ * then (weight gradients) the thread's partial gradient. */
+static size_t group_bytes(const struct conv *c, int64_t G, size_t es)
+{
+    return (size_t)((c->CK + c->O) * c->P * G) * es;
+}
+
+static size_t conv_scratch(const struct ocrt_kernel *k)
+{
+    if (k->kind == OCRT_LOOP || k->kind == OCRT_MATMUL) return 0;
+    struct conv c = conv_of(k);
+    size_t es = k->f64 ? sizeof(double) : sizeof(float);
+    size_t b = group_bytes(&c, conv_group(&c, es), es);
+    if (k->kind == OCRT_CONV2D_GRAD_WEIGHT) b += (size_t)(c.O * c.CK) * es;
+    return (b + 63) / 64 * 64;
+}
+
+/* Moves images between [g][O][P] (the tensor layout) and [O][g*P]. */
+static void to_rows(const char *src, char *dst, int64_t g, int64_t O, int64_t P, size_t es)
+{
+    for (int64_t i = 0; i < g; i++)
+        for (int64_t o = 0; o < O; o++)
+            memcpy(dst + (size_t)((o * g + i) * P) * es, src + (size_t)((i * O + o) * P) * es,
+                   (size_t)P * es);
+}
+
+static void from_rows(const char *src, char *dst, int64_t g, int64_t O, int64_t P, size_t es)
+{
+    for (int64_t i = 0; i < g; i++)
+        for (int64_t o = 0; o < O; o++)
+            memcpy(dst + (size_t)((i * O + o) * P) * es, src + (size_t)((o * g + i) * P) * es,
+                   (size_t)P * es);
+}
+
+#define MAX_THREADS 1024
+
+struct conv_job {
+    const struct ocrt_kernel *k;
+    void **args;
+    char *scratch;
+    size_t per; /* scratch bytes per thread */
+    struct conv c;
+    int64_t G;  /* images per group */
+    unsigned char used[MAX_THREADS]; /* per thread: wrote a partial weight gradient */
+};
+
+/* Groups of images [gb, ge) on thread tid, with its own scratch. */
+static void conv_groups(void *ctx, int64_t gb, int64_t ge, int tid)
+{
+    struct conv_job *j = ctx;
+    const struct ocrt_kernel *k = j->k;
+    const struct conv *c = &j->c;
+    int f64 = k->f64;
+    size_t es = f64 ? sizeof(double) : sizeof(float);
+    size_t xsz = (size_t)(c->C * c->H * c->W) * es, ysz = (size_t)(c->O * c->P) * es;
+    char *col = j->scratch + (size_t)tid * j->per;
+    char *rows = col + (size_t)(c->CK * c->P * j->G) * es;
+    for (int64_t gi = gb; gi < ge; gi++) {
+        int64_t n0 = gi * j->G;
+        int64_t g = c->N - n0 < j->G ? c->N - n0 : j->G, ld = g * c->P;
+        if (k->kind == OCRT_CONV2D) {
+            const char *x = j->args[1], *w = j->args[2];
+            char *y = (char *)j->args[0] + (size_t)n0 * ysz;
+            /* one image: [O][P] is already the tensor's layout */
+            char *out = g == 1 ? y : rows;
+            for (int64_t i = 0; i < g; i++)
+                im2col(f64, c, x + (size_t)(n0 + i) * xsz, col + (size_t)(i * c->P) * es, ld, 0, c->P);
+            if (c->CK == 0) memset(out, 0, (size_t)(c->O * ld) * es);
+            else gemm(f64, 0, 0, c->O, ld, c->CK, w, c->CK, col, ld, 0.0, out, ld);
+            if (g > 1) from_rows(rows, y, g, c->O, c->P, es);
+        } else if (k->kind == OCRT_CONV2D_GRAD_INPUT) {
+            const char *dy = j->args[1], *w = j->args[2];
+            char *dx = j->args[0];
+            const char *in = dy + (size_t)n0 * ysz;
+            if (g > 1) to_rows(in, rows, g, c->O, c->P, es), in = rows;
+            if (c->O == 0) memset(col, 0, (size_t)(c->CK * ld) * es);
+            else gemm(f64, 1, 0, c->CK, ld, c->O, w, c->CK, in, ld, 0.0, col, ld);
+            for (int64_t i = 0; i < g; i++)
+                col2im(f64, c, col + (size_t)(i * c->P) * es, ld, dx + (size_t)(n0 + i) * xsz, 0, c->C);
+        } else {
+            const char *x = j->args[1], *dy = j->args[2];
+            char *dw = rows + (size_t)(c->O * c->P * j->G) * es; /* this thread's partial */
+            if (!j->used[tid]) memset(dw, 0, (size_t)(c->O * c->CK) * es);
+            j->used[tid] = 1;
+            to_rows(dy + (size_t)n0 * ysz, rows, g, c->O, c->P, es);
+            for (int64_t i = 0; i < g; i++)
+                im2col(f64, c, x + (size_t)(n0 + i) * xsz, col + (size_t)(i * c->P) * es, ld, 0, c->P);
+            if (ld > 0) gemm(f64, 0, 1, c->O, c->CK, ld, rows, ld, col, ld, 1.0, dw, c->CK);
+        }
+    }
+}
+
+/* One image (batch 1, the latency case): a single group cannot keep the
+ * pool busy, so the convolution is split into blocks of columns (output
+ * pixels), each thread building its columns and multiplying them; the
+ * adjoint's col2im then runs over blocks of channels. The results are the
+ * bytes one GEMM gives, up to BLAS's own blocking. */
+struct one_job {
+    const struct ocrt_kernel *k;
+    const struct conv *c;
+    void **args;
+    char *col;
+    int64_t cb; /* columns per block; channels per block in col2im */
+};
+
+static void one_cols(void *ctx, int64_t b, int64_t e, int tid)
+{
+    const struct one_job *j = ctx;
+    const struct conv *c = j->c;
+    int f64 = j->k->f64;
+    size_t es = f64 ? sizeof(double) : sizeof(float);
+    (void)tid;
+    for (int64_t t = b; t < e; t++) {
+        int64_t c0 = t * j->cb, n = c->P - c0 < j->cb ? c->P - c0 : j->cb;
+        char *colb = j->col + (size_t)c0 * es;
+        if (j->k->kind == OCRT_CONV2D) {
+            im2col(f64, c, j->args[1], j->col, c->P, c0, c0 + n);
+            gemm(f64, 0, 0, c->O, n, c->CK, j->args[2], c->CK, colb, c->P, 0.0,
+                 (char *)j->args[0] + (size_t)c0 * es, c->P);
+        } else {
+            gemm(f64, 1, 0, c->CK, n, c->O, j->args[2], c->CK, (const char *)j->args[1] + (size_t)c0 * es,
+                 c->P, 0.0, colb, c->P);
+        }
+    }
+}
+
+static void one_chans(void *ctx, int64_t b, int64_t e, int tid)
+{
+    const struct one_job *j = ctx;
+    (void)tid;
+    col2im(j->k->f64, j->c, j->col, j->c->P, j->args[0], b, e);
+}
+
+/* Below this many flops a one-image convolution stays on the caller
+ * (OC_SCORER_SPLIT_FLOPS overrides it; the tests set 0). */
+#define ONE_PAR_FLOPS 4e6
+
+static int conv_one_image(struct pool *pool, const struct ocrt_kernel *k, void **args, void *scratch,
+                          double min_flops)
+{
+    struct conv c = conv_of(k);
+    if (c.N != 1 || pool->n < 2 || c.P < 2 || c.CK == 0 || c.O == 0 || k->kind == OCRT_CONV2D_GRAD_WEIGHT ||
+        2.0 * (double)c.O * (double)c.CK * (double)c.P < min_flops)
+        return 0;
+    int64_t nb = 2 * (int64_t)pool->n, cb = (c.P + nb - 1) / nb;
+    cb = (cb + 15) / 16 * 16;
+    struct one_job j = {k, &c, args, scratch, cb};
+    pool_run(pool, (c.P + cb - 1) / cb, 1, one_cols, &j);
+    if (k->kind == OCRT_CONV2D_GRAD_INPUT) pool_run(pool, c.C, (c.C + nb - 1) / nb, one_chans, &j);
+    return 1;
+}
+
+/* Groups of images spread over the pool, BLAS single-threaded inside: on
+ * the WRN layer shapes (16..128 output channels) this keeps every core
+ * busy where OpenBLAS threading one GEMM does not (as runtime/cpu-lib.c). */
+static void conv(struct pool *pool, const struct ocrt_kernel *k, void **args, void *scratch,
+                 double one_min_flops)
+{
+    if (conv_one_image(pool, k, args, scratch, one_min_flops)) return;
+    struct conv_job j;
+    memset(&j, 0, sizeof j);
+    j.k = k, j.args = args, j.scratch = scratch, j.per = conv_scratch(k), j.c = conv_of(k);
+    int f64 = k->f64;
+    size_t es = f64 ? sizeof(double) : sizeof(float);
+    j.G = conv_group(&j.c, es);
+    int64_t ngroup = (j.c.N + j.G - 1) / j.G;
+    size_t wn = (size_t)(j.c.O * j.c.CK);
+    if (k->kind == OCRT_CONV2D_GRAD_WEIGHT) memset(args[0], 0, wn * es);
+    if (ngroup > 0) pool_run(pool, ngroup, 1, conv_groups, &j);
+    if (k->kind != OCRT_CONV2D_GRAD_WEIGHT) return;
+    /* dW = the sum of the threads' partials */
+    for (int t = 0; t < pool->n && t < MAX_THREADS; t++) {
+        if (!j.used[t]) continue;
+        const char *part = (const char *)scratch + (size_t)t * j.per + group_bytes(&j.c, j.G, es);
+        if (!f64) {
+            float *d = args[0];
+            const float *p = (const float *)part;
+            for (size_t i = 0; i < wn; i++) d[i] += p[i];
+        } else {
+            double *d = args[0];
+            const double *p = (const double *)part;
+            for (size_t i = 0; i < wn; i++) d[i] += p[i];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- the scorer */
+
+struct oc_scorer {
+    const struct ocrt_plan *plan;
+    struct pool *pool;
+    unsigned char *arena;
+    void *scratch;
+    void **bufp;      /* per buffer */
+    void **own;       /* per buffer: its own allocation, or NULL */
+    void **iop;       /* per IO buffer */
+    void ***args;     /* per kernel of every program in order: its slots' pointers */
+    int nkernel;
+    int valid_rows;   /* rows of "x" that may hold a previous call's images */
+    double *ktime;    /* OC_SCORER_PROFILE=1: seconds per kernel, printed by destroy */
+    long ncalls;
+    double split_flops; /* one-image convolutions from this size on use the pool */
+    char err[512];
+};
+
+static void *xalloc(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64)) return NULL;
+    memset(p, 0, n ? n : 64);
+    return p;
+}
+
+static int fail(struct oc_scorer *s, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof s->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static int env_threads(void)
+{
+    const char *e = getenv("OC_SCORER_THREADS");
+    if (e && *e) {
+        int n = atoi(e);
+        if (n > 0) return n > 1024 ? 1024 : n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static const char *const kind_names[] = {"loop", "matmul", "conv2d", "conv2d_grad_input",
+                                         "conv2d_grad_weight"};
+
+/* The per-kernel time table of OC_SCORER_PROFILE=1, on stderr. */
+static void print_profile(const struct oc_scorer *s)
+{
+    const struct ocrt_plan *pl = s->plan;
+    double total = 0;
+    for (int i = 0; i < s->nkernel; i++) total += s->ktime[i];
+    fprintf(stderr, "oc_scorer profile: %ld call(s), %.3f ms per call in %d kernels\n", s->ncalls,
+            s->ncalls ? total * 1e3 / (double)s->ncalls : 0.0, s->nkernel);
+    for (int p = 0, ki = 0; p < pl->nprog; p++)
+        for (int i = 0; i < pl->prog[p].nkernel; i++, ki++) {
+            const struct ocrt_kernel *k = &pl->prog[p].kernel[i];
+            fprintf(stderr, "  %-8s %3d %-18s %10.3f ms/call %5.1f%%\n", pl->prog[p].name, i,
+                    kind_names[k->kind], s->ncalls ? s->ktime[ki] * 1e3 / (double)s->ncalls : 0.0,
+                    total > 0 ? 100 * s->ktime[ki] / total : 0.0);
+        }
+}
+
+OCRT_API void oc_scorer_destroy(struct oc_scorer *s)
+{
+    if (!s) return;
+    const struct ocrt_plan *pl = s->plan;
+    if (s->ktime) {
+        print_profile(s);
+        free(s->ktime);
+    }
+    pool_free(s->pool);
+    for (int b = 0; s->own && b < pl->nbuf; b++) free(s->own[b]);
+    for (int i = 0; s->iop && i < pl->nio; i++) free(s->iop[i]);
+    for (int i = 0; s->args && i < s->nkernel; i++) free(s->args[i]);
+    free(s->args);
+    free(s->iop);
+    free(s->own);
+    free(s->bufp);
+    free(s->arena);
+    free(s->scratch);
+    free(s);
+}
+
+OCRT_API struct oc_scorer *oc_scorer_create(void)
+{
+    const struct ocrt_plan *pl = &ocrt_plan;
+    struct oc_scorer *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->plan = pl;
+    s->bufp = calloc((size_t)pl->nbuf + 1, sizeof *s->bufp);
+    s->own = calloc((size_t)pl->nbuf + 1, sizeof *s->own);
+    s->iop = calloc((size_t)pl->nio + 1, sizeof *s->iop);
+    for (int p = 0; p < pl->nprog; p++) s->nkernel += pl->prog[p].nkernel;
+    s->args = calloc((size_t)s->nkernel + 1, sizeof *s->args);
+    s->arena = xalloc((size_t)pl->arena_bytes);
+    s->pool = pool_new(env_threads());
+    int ok = s->bufp && s->own && s->iop && s->args && s->arena && s->pool;
+    for (int i = 0; ok && i < pl->nio; i++) ok = (s->iop[i] = xalloc((size_t)pl->io[i].bytes)) != NULL;
+    for (int b = 0; ok && b < pl->nbuf; b++) {
+        const struct ocrt_buf *kb = &pl->buf[b];
+        switch (kb->where) {
+        case OCRT_ARENA: s->bufp[b] = s->arena + kb->offset; break;
+        /* the kernels never write weights: the pointer may lose const */
+        case OCRT_BLOB: s->bufp[b] = (void *)(uintptr_t)(pl->blob + kb->offset); break;
+        case OCRT_IO: s->bufp[b] = s->iop[kb->io]; break;
+        default: ok = (s->bufp[b] = s->own[b] = xalloc((size_t)kb->bytes)) != NULL; break;
+        }
+    }
+    size_t scratch = 0;
+    for (int p = 0, ki = 0; ok && p < pl->nprog; p++) {
+        const struct ocrt_prog *pr = &pl->prog[p];
+        for (int i = 0; ok && i < pr->nkernel; i++, ki++) {
+            const struct ocrt_kernel *k = &pr->kernel[i];
+            ok = (s->args[ki] = calloc((size_t)k->nslot + 1, sizeof(void *))) != NULL;
+            for (int q = 0; ok && q < k->nslot; q++) s->args[ki][q] = s->bufp[k->slot[q]];
+            size_t sc = conv_scratch(k) * (size_t)s->pool->n;
+            if (sc > scratch) scratch = sc;
+        }
+    }
+    if (ok && scratch) ok = (s->scratch = xalloc(scratch)) != NULL;
+#ifndef OCRT_NO_BLAS
+    /* the library kernels split over the pool: BLAS calls stay on their
+     * thread (OpenBLAS's setting is process-wide) */
+    if (ok && s->pool->n > 1) openblas_set_num_threads(1);
+#endif
+    const char *split = getenv("OC_SCORER_SPLIT_FLOPS");
+    s->split_flops = split && *split ? atof(split) : ONE_PAR_FLOPS;
+    const char *prof = getenv("OC_SCORER_PROFILE");
+    if (ok && prof && *prof && strcmp(prof, "0"))
+        ok = (s->ktime = calloc((size_t)s->nkernel + 1, sizeof *s->ktime)) != NULL;
+    if (!ok) {
+        oc_scorer_destroy(s);
+        return NULL;
+    }
+    return s;
+}
+
+OCRT_API const char *oc_scorer_error(struct oc_scorer *s)
+{
+    if (!s) return "no scorer (NULL): oc_scorer_create failed or was not called";
+    return s->err[0] ? s->err : "no error";
+}
+
+struct chunk_job {
+    ocrt_kernel_fn fn;
+    void **args;
+};
+
+static void run_chunk(void *ctx, int64_t b, int64_t e, int tid)
+{
+    const struct chunk_job *j = ctx;
+    (void)tid;
+    j->fn(j->args, b, e);
+}
+
+static void run_kernel(struct oc_scorer *s, const struct ocrt_kernel *k, void **args)
+{
+    if (k->kind == OCRT_MATMUL) {
+        matmul(s->pool, k, args);
+        return;
+    }
+    if (k->kind != OCRT_LOOP) {
+        conv(s->pool, k, args, s->scratch, s->split_flops);
+        return;
+    }
+    int64_t outer = k->outer, points = k->points;
+    if (outer <= 0 || points == 0) return;
+    int nt = s->pool->n;
+    if (nt <= 1 || outer < 2 || points < PAR_MIN_POINTS) {
+        k->fn(args, 0, outer);
+        return;
+    }
+    /* a few chunks per thread for balance, none smaller than ~4K points */
+    int64_t per = points / outer;
+    int64_t grain = (outer + 4 * (int64_t)nt - 1) / (4 * (int64_t)nt);
+    int64_t min_rows = per > 0 ? (4096 + per - 1) / per : outer;
+    if (grain < min_rows) grain = min_rows;
+    if (k->row_block > 1) grain = (grain + k->row_block - 1) / k->row_block * k->row_block;
+    struct chunk_job j = {k->fn, args};
+    pool_run(s->pool, outer, grain, run_chunk, &j);
+}
+
+OCRT_API int oc_scorer_score(struct oc_scorer *s, const float *images, int n, float *scores,
+                             int *predicted_class)
+{
+    if (!s) return OC_SCORER_EINVAL;
+    const struct ocrt_plan *pl = s->plan;
+    s->err[0] = 0;
+    if (n < 0) return fail(s, OC_SCORER_EINVAL, "oc_scorer_score: n = %d is negative", n);
+    if (n > pl->batch)
+        return fail(s, OC_SCORER_EBATCH,
+                    "oc_scorer_score: n = %d is larger than the compiled batch %d", n, pl->batch);
+    if (!images) return fail(s, OC_SCORER_EINVAL, "oc_scorer_score: images is NULL");
+    if (!scores) return fail(s, OC_SCORER_EINVAL, "oc_scorer_score: scores is NULL");
+    if (n == 0) return OC_SCORER_OK;
+    int64_t isz = (int64_t)pl->c * pl->h * pl->w;
+    for (int64_t i = 0; i < (int64_t)n * isz; i++)
+        if (!isfinite(images[i]))
+            return fail(s, OC_SCORER_EINPUT, "oc_scorer_score: image %lld, value %lld is %s",
+                        (long long)(i / isz), (long long)(i % isz), isnan(images[i]) ? "NaN" : "infinite");
+    float *x = s->iop[pl->io_x];
+    memcpy(x, images, sizeof(float) * (size_t)(n * isz));
+    /* the batch is compiled: rows past n are zero images, as oodc eval pads */
+    if (s->valid_rows > n) memset(x + n * isz, 0, sizeof(float) * (size_t)((s->valid_rows - n) * isz));
+    s->valid_rows = n;
+    for (int p = 0, ki = 0; p < pl->nprog; p++) {
+        const struct ocrt_prog *pr = &pl->prog[p];
+        for (int i = 0; i < pr->nkernel; i++, ki++) {
+            if (!s->ktime) {
+                run_kernel(s, &pr->kernel[i], s->args[ki]);
+                continue;
+            }
+            double t0 = now_s();
+            run_kernel(s, &pr->kernel[i], s->args[ki]);
+            s->ktime[ki] += now_s() - t0;
+        }
+    }
+    s->ncalls++;
+    const void *sc = s->iop[pl->io_score];
+    for (int i = 0; i < n; i++)
+        scores[i] = pl->score_f64 ? (float)((const double *)sc)[i] : ((const float *)sc)[i];
+    if (predicted_class) {
+        const int32_t *pc = pl->io_pred >= 0 ? s->iop[pl->io_pred] : NULL;
+        for (int i = 0; i < n; i++) predicted_class[i] = pc ? (int)pc[i] : -1;
+    }
+    return OC_SCORER_OK;
+}
