@@ -125,8 +125,10 @@ int oc_cmd_eval_acc(int argc, char **argv)
     struct oc_compile_opts o = oc_compile_defaults();
     o.nthreads = (int)threads;
     if ((st = oc_compile(g, device, &o, &ex, &err))) {
-        if (strcmp(device, "cpu"))
-            return oc_cli_usage_error("eval-acc", "--device %s: %s", device, err.msg);
+        if (strcmp(device, "cpu")) {
+            rc = oc_cli_usage_error("eval-acc", "--device %s: %s", device, err.msg);
+            goto done;
+        }
         rc = 1;
         goto fail;
     }
@@ -164,6 +166,7 @@ int oc_cmd_eval_acc(int argc, char **argv)
     rc = 0;
 fail:
     if (rc) fprintf(stderr, "oodc eval-acc: %s\n", err.msg);
+done:
     free(per);
     free(cnt);
     oc_exec_free(ex);

@@ -42,6 +42,12 @@
 
 /* The largest image file read (bytes). */
 #define MAX_IMAGE_FILE ((int64_t)1 << 28)
+/* The most pixels decoded from one file: a few hundred bytes of JPEG can
+ * declare 32768 x 32768, which would take minutes and tens of GB (stb's
+ * 8-bit image, then two float planes per channel here). 2^26 pixels (e.g.
+ * 8192 x 8192) bounds one decode to about 2 GB; photos and every dataset
+ * of the paper are far smaller. */
+#define MAX_IMAGE_PIXELS ((int64_t)1 << 26)
 /* How deep the folder walk descends. */
 #define MAX_DEPTH 16
 
@@ -141,6 +147,146 @@ static enum oc_status read_file(const char *path, unsigned char **data, int64_t 
     return OC_OK;
 }
 
+/* ---------------------------------------------------------------- pre-checks */
+
+/* stb_image (v2.27, Debian's libstb-dev) trusts what a file declares: a PNG
+ * chunk's length (it grows its buffer to it before reading: a 55-byte file
+ * can ask for 4 GiB), a JPEG DHT table's code count (more than 256 codes
+ * overflow its Huffman tables) and that a scan's tables were defined (it
+ * decodes with uninitialized ones otherwise). All are checked here first,
+ * so a broken file is an error naming the byte offset, never a huge
+ * allocation or an out-of-bounds access. (stb_image 2.28 and later check the
+ * code count and zero their decoder state; the other checks remain.) */
+static uint32_t be32at(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Also drops empty IDAT chunks (valid, but stb copies zero bytes to a NULL
+ * buffer for a leading one: undefined behaviour that sanitizers stop on). */
+static enum oc_status precheck_png(unsigned char *b, int64_t *np, const char *path,
+                                   struct oc_err *err)
+{
+    int64_t n = *np;
+    for (int64_t off = 8; off + 8 <= n;) {
+        uint32_t len = be32at(b + off);
+        if ((int64_t)len > n - off - 12)
+            return oc_err_set(err, OC_ERR_PARSE,
+                              "%s: cannot decode as PNG or JPEG: corrupt PNG: the chunk at byte "
+                              "offset %lld declares %u bytes, but the file ends %lld bytes later",
+                              path, (long long)off, len, (long long)(n - off - 8));
+        if (!memcmp(b + off + 4, "IEND", 4)) break;
+        if (len == 0 && !memcmp(b + off + 4, "IDAT", 4)) {
+            memmove(b + off, b + off + 12, (size_t)(n - off - 12));
+            n -= 12;
+            continue;
+        }
+        off += 12 + (int64_t)len;
+    }
+    *np = n;
+    return OC_OK;
+}
+
+/* One DHT segment's tables, b[0..n): they must fill it exactly. stb reads
+ * tables while the segment has bytes left, taking a table's counts and
+ * codes from beyond the segment's end when they run over it. */
+static enum oc_status precheck_dht(const unsigned char *b, int64_t n, int64_t at,
+                                   unsigned *defined, const char *path, struct oc_err *err)
+{
+    for (int64_t i = 0; i < n;) {
+        if ((b[i] >> 4) <= 1 && (b[i] & 15) <= 3) *defined |= 1u << ((b[i] >> 4) * 4 + (b[i] & 15));
+        int sum = 0;
+        for (int k = 1; k <= 16 && i + k < n; k++) sum += b[i + k];
+        if (n - i < 17 || sum > 256 || sum > n - i - 17)
+            return oc_err_set(err, OC_ERR_PARSE,
+                              "%s: cannot decode as PNG or JPEG: corrupt JPEG: the Huffman "
+                              "table at byte offset %lld declares %d codes, but at most 256 "
+                              "are allowed and %lld bytes remain in its segment",
+                              path, (long long)(at + i), sum, (long long)(n - i));
+        i += 17 + sum;
+    }
+    return OC_OK;
+}
+
+static enum oc_status precheck_jpeg(const unsigned char *b, int64_t n, const char *path,
+                                    struct oc_err *err)
+{
+    /* From the start, as stb reads it: fill bytes (0xff) may come before
+     * any marker, SOI included. Tables defined so far: DHT bits class*4+id,
+     * DQT bits id; the frame's components and their quantization tables. */
+    int64_t off = 0;
+    unsigned dht = 0, dqt = 0;
+    int progressive = 0, nc = 0, cid[4] = {0}, ctq[4] = {0};
+    while (off + 4 <= n) {
+        if (b[off] != 0xff) {
+            /* entropy-coded data after SOS: find the next marker */
+            off++;
+            continue;
+        }
+        int m = b[off + 1];
+        if (m == 0x00 || m == 0xff || m == 0x01 || (m >= 0xd0 && m <= 0xd8)) {
+            /* stuffed byte, fill, TEM, restart markers, SOI: no length */
+            off += m == 0xff ? 1 : 2;
+            continue;
+        }
+        if (m == 0xd9) break; /* EOI */
+        int64_t len = (int64_t)b[off + 2] << 8 | b[off + 3];
+        if (m == 0xc4 && off + 2 + len > n)
+            /* stb would read the missing counts as zeros, after the table */
+            return oc_err_set(err, OC_ERR_PARSE,
+                              "%s: cannot decode as PNG or JPEG: corrupt JPEG: the Huffman "
+                              "table segment at byte offset %lld runs past the end of the file",
+                              path, (long long)off);
+        if (len < 2 || off + 2 + len > n) break; /* stb reports it */
+        const unsigned char *seg = b + off + 4;
+        int64_t sl = len - 2;
+        if (m == 0xc4) {
+            enum oc_status s = precheck_dht(seg, sl, off + 4, &dht, path, err);
+            if (s) return s;
+        } else if (m == 0xdb) {
+            for (int64_t i = 0; i < sl; i += 1 + ((seg[i] >> 4) ? 128 : 64))
+                if ((seg[i] & 15) <= 3) dqt |= 1u << (seg[i] & 15);
+        } else if ((m == 0xc0 || m == 0xc1 || m == 0xc2) && sl >= 6) {
+            progressive = m == 0xc2;
+            nc = seg[5] < 4 ? seg[5] : 4;
+            for (int k = 0; k < nc && 8 + 3 * k < sl; k++) {
+                cid[k] = seg[6 + 3 * k];
+                ctq[k] = seg[8 + 3 * k] & 15;
+            }
+        } else if (m == 0xda && sl >= 1 && sl >= 1 + 2 * (int64_t)seg[0] + 3) {
+            /* stb decodes with whatever a table it was never given holds:
+             * uninitialized heap memory (wild indices, stb_image.h:2120) */
+            int ns = seg[0], ss = seg[1 + 2 * ns], ah = seg[3 + 2 * ns] >> 4;
+            for (int k = 0; k < ns; k++) {
+                int tq = -1;
+                for (int q = 0; q < nc; q++)
+                    if (cid[q] == seg[1 + 2 * k]) tq = ctq[q];
+                int td = seg[2 + 2 * k] >> 4, ta = seg[2 + 2 * k] & 15;
+                int need_dc = !progressive || (ss == 0 && ah == 0);
+                int need_ac = !progressive || ss > 0;
+                if ((tq >= 0 && tq <= 3 && !(dqt >> tq & 1)) ||
+                    (need_dc && td <= 3 && !(dht >> td & 1)) ||
+                    (need_ac && ta <= 3 && !(dht >> (4 + ta) & 1)))
+                    return oc_err_set(err, OC_ERR_PARSE,
+                                      "%s: cannot decode as PNG or JPEG: corrupt JPEG: the scan "
+                                      "at byte offset %lld uses a quantization or Huffman "
+                                      "table that the file never defines",
+                                      path, (long long)off);
+            }
+        }
+        off += 2 + len;
+    }
+    return OC_OK;
+}
+
+static enum oc_status precheck(unsigned char *b, int64_t *n, const char *path,
+                               struct oc_err *err)
+{
+    if (*n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return precheck_png(b, n, path, err);
+    /* stb decodes only PNG and JPEG here: anything else is read as JPEG */
+    return precheck_jpeg(b, *n, path, err);
+}
+
 /* Decodes one file into planar floats with c channels; *img is malloc'd. */
 static enum oc_status decode(const char *path, int c, float **img, int *ih, int *iw,
                              struct oc_err *err)
@@ -149,7 +295,19 @@ static enum oc_status decode(const char *path, int c, float **img, int *ih, int 
     int64_t size = 0;
     enum oc_status s = read_file(path, &bytes, &size, err);
     if (s) return s;
+    if ((s = precheck(bytes, &size, path, err))) {
+        free(bytes);
+        return s;
+    }
     int w = 0, h = 0, comp = 0;
+    if (stbi_info_from_memory(bytes, (int)size, &w, &h, &comp) &&
+        (int64_t)w * h > MAX_IMAGE_PIXELS) {
+        free(bytes);
+        return oc_err_set(err, OC_ERR_UNSUPPORTED,
+                          "%s: image is %dx%d, more than the %lld pixels oodc decodes from one "
+                          "file",
+                          path, w, h, (long long)MAX_IMAGE_PIXELS);
+    }
     unsigned char *px = stbi_load_from_memory(bytes, (int)size, &w, &h, &comp, 0);
     free(bytes);
     if (!px)

@@ -160,6 +160,20 @@ static const char *rd_kind(struct rd *r)
 #endif
 }
 
+/* The file's size when it is read as is (not gzip), else -1: a raw
+ * file's length bounds what its header may claim. */
+static int64_t rd_raw_size(struct rd *r)
+{
+    struct stat sb;
+#ifdef OC_HAVE_ZLIB
+    if (!gzdirect(r->gz)) return -1;
+    if (stat(r->path, &sb) != 0) return -1;
+#else
+    if (fstat(fileno(r->f), &sb) != 0) return -1;
+#endif
+    return S_ISREG(sb.st_mode) ? (int64_t)sb.st_size : -1;
+}
+
 /* Reads up to n bytes; returns the count, or -1 (err set) on a read or
  * decompression error. */
 static int64_t rd_read(struct rd *r, void *buf, int64_t n, struct oc_err *err)
@@ -294,23 +308,46 @@ static enum oc_status idx_images(const char *path, struct oc_dataset *ds, struct
         rd_close(&r);
         return s;
     }
-    s = ds_alloc(ds, d[0], 1, (int)d[1], (int)d[2], 0, path, err);
-    if (s) {
+    /* The header alone must not decide how much memory is taken: a raw
+     * file shorter than its claim is rejected before any allocation, and
+     * the pixel buffer grows with the data actually read (gzip streams). */
+    int64_t total = (int64_t)d[0] * d[1] * d[2];
+    int64_t start = r.off;
+    int64_t fsize = rd_raw_size(&r);
+    if (fsize >= 0 && fsize - start < total) {
+        s = oc_err_set(err, OC_ERR_PARSE,
+                       "%s: truncated at byte offset %lld: %u images of %ux%u need %lld bytes "
+                       "from offset %lld (image %lld is incomplete)",
+                       path, (long long)fsize, d[0], d[1], d[2], (long long)total,
+                       (long long)start, (long long)((fsize - start) / ((int64_t)d[1] * d[2])));
         rd_close(&r);
         return s;
     }
+    memset(ds, 0, sizeof *ds);
+    int64_t cap = 0;
     /* Convert chunk by chunk: no second full-size byte buffer. */
-    int64_t total = (int64_t)d[0] * d[1] * d[2];
     int64_t chunk = 1 << 20;
     unsigned char *tmp = malloc((size_t)chunk);
     if (!tmp) s = oc_err_set(err, OC_ERR_NOMEM, "%s: out of memory", path);
-    int64_t start = r.off;
     for (int64_t done = 0; !s && done < total;) {
         int64_t want = total - done < chunk ? total - done : chunk;
         int64_t got = rd_read(&r, tmp, want, err);
         if (got < 0) {
             s = OC_ERR_PARSE;
             break;
+        }
+        if (done + got > cap) {
+            int64_t nc = cap ? 2 * cap : 4 * chunk;
+            if (nc < done + got) nc = done + got;
+            if (nc > total) nc = total;
+            float *q = realloc(ds->images, (size_t)nc * sizeof(float));
+            if (!q) {
+                s = oc_err_set(err, OC_ERR_NOMEM, "%s: out of memory for %lld pixels", path,
+                               (long long)nc);
+                break;
+            }
+            ds->images = q;
+            cap = nc;
         }
         for (int64_t i = 0; i < got; i++) ds->images[done + i] = (float)tmp[i] / 255.0f;
         done += got;
@@ -325,6 +362,12 @@ static enum oc_status idx_images(const char *path, struct oc_dataset *ds, struct
     free(tmp);
     if (!s) s = rd_expect_end(&r, err);
     rd_close(&r);
+    if (!s) {
+        ds->n = d[0];
+        ds->c = 1;
+        ds->h = (int)d[1];
+        ds->w = (int)d[2];
+    }
     if (s) oc_dataset_free(ds);
     return s;
 }

@@ -31,7 +31,9 @@ int oc_cuda_built(void) { return 1; }
 
 static void *try_open(const char *path, char *why, size_t n)
 {
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    /* NODELETE: NVRTC carries its own C++ runtime, whose exception pool
+     * would otherwise be reported as leaked once the library is unloaded */
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!h && why) {
         const char *m = dlerror();
         snprintf(why, n, "%.400s", m ? m : path);
