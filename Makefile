@@ -7,7 +7,7 @@ ifdef CI
 CMAKE_FLAGS += -DOC_WERROR=ON
 endif
 
-.PHONY: all deps build run test clean
+.PHONY: all deps build run test test-sanitize clean
 
 all: build
 
@@ -21,8 +21,13 @@ build: deps
 run: build
 	./$(BUILD)/oodc run
 
+# the normal suite, then the same suite under ASan + UBSan + LeakSanitizer
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	@CMAKE_FLAGS="$(CMAKE_FLAGS)" JOBS=$(JOBS) SAN_BUILD=$(BUILD)-asan scripts/sanitize.sh
+
+test-sanitize: deps
+	@CMAKE_FLAGS="$(CMAKE_FLAGS)" JOBS=$(JOBS) SAN_BUILD=$(BUILD)-asan scripts/sanitize.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD)-asan
