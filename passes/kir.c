@@ -1369,3 +1369,23 @@ void oc_kprog_print(const struct oc_kprog *p, FILE *f)
         fprintf(f, "  arena: %zu bytes peak for %d temps (%zu bytes unplanned), %d in place\n",
                 p->arena_bytes, p->ntemp, p->temp_bytes, p->ninplace);
 }
+
+struct oc_kconv oc_kir_conv(const struct oc_kernel *k)
+{
+    const struct oc_shape *xs, *ws, *ys;
+    switch (k->kind) {
+    case OC_K_CONV2D: ys = &k->lib_shape[0], xs = &k->lib_shape[1], ws = &k->lib_shape[2]; break;
+    case OC_K_CONV2D_GRAD_INPUT: xs = &k->lib_shape[0], ys = &k->lib_shape[1], ws = &k->lib_shape[2]; break;
+    case OC_K_CONV2D_GRAD_WEIGHT: ws = &k->lib_shape[0], xs = &k->lib_shape[1], ys = &k->lib_shape[2]; break;
+    default: OC_ASSERT(!"not a convolution kernel");
+    }
+    struct oc_kconv c;
+    c.N = xs->dim[0], c.C = xs->dim[1], c.H = xs->dim[2], c.W = xs->dim[3];
+    c.O = ws->dim[0], c.KH = ws->dim[2], c.KW = ws->dim[3];
+    c.OH = ys->dim[2], c.OW = ys->dim[3];
+    c.CK = c.C * c.KH * c.KW;
+    c.P = c.OH * c.OW;
+    c.sh = k->lib->attrs.stride[0], c.sw = k->lib->attrs.stride[1];
+    c.ph = k->lib->attrs.padding[0], c.pw = k->lib->attrs.padding[1];
+    return c;
+}

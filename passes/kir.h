@@ -191,6 +191,14 @@ int64_t oc_kir_points(const struct oc_kernel *k);
 int oc_kir_red_perm(const struct oc_shape *in, uint32_t axes, const struct oc_shape *space,
                     uint32_t rmask, int *perm);
 
+/* Geometry of a convolution library kernel (conv2d or either adjoint):
+ * x [N,C,H,W], w [O,C,KH,KW], y [N,O,OH,OW]; CK = C*KH*KW, P = OH*OW. */
+struct oc_kconv {
+    int64_t N, C, H, W, O, KH, KW, OH, OW, CK, P;
+    int sh, sw, ph, pw;
+};
+struct oc_kconv oc_kir_conv(const struct oc_kernel *k);
+
 void oc_kir_print(const struct oc_kernel *k, FILE *f);
 
 /* ---------------------------------------------------------------- building */

@@ -121,34 +121,10 @@ static void matmul(const struct oc_kernel *k, void **args, struct oc_pool *pool)
     oc_pool_run_tid(pool, batch * j.nmb, 1, matmul_part, &j);
 }
 
-struct conv {
-    int64_t N, C, H, W, O, KH, KW, OH, OW, CK, P;
-    int sh, sw, ph, pw;
-};
-
-static struct conv conv_dims(const struct oc_kernel *k)
-{
-    const struct oc_shape *xs, *ws, *ys;
-    switch (k->kind) {
-    case OC_K_CONV2D: ys = &k->lib_shape[0], xs = &k->lib_shape[1], ws = &k->lib_shape[2]; break;
-    case OC_K_CONV2D_GRAD_INPUT: xs = &k->lib_shape[0], ys = &k->lib_shape[1], ws = &k->lib_shape[2]; break;
-    default: ws = &k->lib_shape[0], xs = &k->lib_shape[1], ys = &k->lib_shape[2]; break;
-    }
-    struct conv c;
-    c.N = xs->dim[0], c.C = xs->dim[1], c.H = xs->dim[2], c.W = xs->dim[3];
-    c.O = ws->dim[0], c.KH = ws->dim[2], c.KW = ws->dim[3];
-    c.OH = ys->dim[2], c.OW = ys->dim[3];
-    c.CK = c.C * c.KH * c.KW;
-    c.P = c.OH * c.OW;
-    c.sh = k->lib->attrs.stride[0], c.sw = k->lib->attrs.stride[1];
-    c.ph = k->lib->attrs.padding[0], c.pw = k->lib->attrs.padding[1];
-    return c;
-}
-
 /* Column matrices hold a group of images side by side: row r of col is
  * [image 0's P values | image 1's | ...], leading dimension ld = g*P. */
 #define IM2COL(T)                                                                                 \
-    static void im2col_##T(const struct conv *c, const T *x, T *col, int64_t ld)                 \
+    static void im2col_##T(const struct oc_kconv *c, const T *x, T *col, int64_t ld)                 \
     {                                                                                             \
         for (int64_t ch = 0; ch < c->C; ch++)                                                     \
             for (int64_t kh = 0; kh < c->KH; kh++)                                                \
@@ -173,7 +149,7 @@ static struct conv conv_dims(const struct oc_kernel *k)
                     }                                                                             \
                 }                                                                                 \
     }                                                                                             \
-    static void col2im_##T(const struct conv *c, const T *col, int64_t ld, T *x)                 \
+    static void col2im_##T(const struct oc_kconv *c, const T *col, int64_t ld, T *x)                 \
     {                                                                                             \
         for (int64_t i = 0; i < c->C * c->H * c->W; i++) x[i] = 0;                                \
         for (int64_t ch = 0; ch < c->C; ch++)                                                     \
@@ -194,13 +170,13 @@ static struct conv conv_dims(const struct oc_kernel *k)
 IM2COL(float)
 IM2COL(double)
 
-static void im2col(enum oc_dtype dt, const struct conv *c, const void *x, void *col, int64_t ld)
+static void im2col(enum oc_dtype dt, const struct oc_kconv *c, const void *x, void *col, int64_t ld)
 {
     if (dt == OC_F32) im2col_float(c, x, col, ld);
     else im2col_double(c, x, col, ld);
 }
 
-static void col2im(enum oc_dtype dt, const struct conv *c, const void *col, int64_t ld, void *x)
+static void col2im(enum oc_dtype dt, const struct oc_kconv *c, const void *col, int64_t ld, void *x)
 {
     if (dt == OC_F32) col2im_float(c, col, ld, x);
     else col2im_double(c, col, ld, x);
@@ -211,7 +187,7 @@ static void col2im(enum oc_dtype dt, const struct conv *c, const void *col, int6
  * caps it (tests use it to exercise uneven groups). */
 #define CONV_SCRATCH_BUDGET ((size_t)1 << 20)
 
-static int64_t conv_group(const struct conv *c, size_t es)
+static int64_t conv_group(const struct oc_kconv *c, size_t es)
 {
     size_t per = (size_t)((c->CK + c->O) * c->P) * es;
     int64_t g = per ? (int64_t)(CONV_SCRATCH_BUDGET / per) : c->N;
@@ -223,7 +199,7 @@ static int64_t conv_group(const struct conv *c, size_t es)
 
 /* Per-thread scratch: the column matrix and the staging rows of a group,
  * then (weight gradients) the thread's partial gradient. */
-static size_t group_bytes(const struct conv *c, int64_t G, size_t es)
+static size_t group_bytes(const struct oc_kconv *c, int64_t G, size_t es)
 {
     return (size_t)((c->CK + c->O) * c->P * G) * es;
 }
@@ -231,7 +207,7 @@ static size_t group_bytes(const struct conv *c, int64_t G, size_t es)
 size_t oc_cpu_lib_scratch(const struct oc_kernel *k)
 {
     if (k->kind == OC_K_LOOP || k->kind == OC_K_MATMUL) return 0;
-    struct conv c = conv_dims(k);
+    struct oc_kconv c = oc_kir_conv(k);
     size_t es = oc_dtype_size(k->lib->dtype);
     size_t b = group_bytes(&c, conv_group(&c, es), es);
     if (k->kind == OC_K_CONV2D_GRAD_WEIGHT) b += (size_t)(c.O * c.CK) * es;
@@ -260,7 +236,7 @@ struct conv_job {
     void **args;
     char *scratch;
     size_t per;          /* scratch bytes per thread */
-    struct conv c;
+    struct oc_kconv c;
     int64_t G;           /* images per group */
     unsigned char *used; /* per thread: wrote a partial weight gradient */
 };
@@ -269,7 +245,7 @@ static void conv_groups(void *ctx, int64_t gb, int64_t ge, int tid)
 {
     struct conv_job *j = ctx;
     const struct oc_kernel *k = j->k;
-    const struct conv *c = &j->c;
+    const struct oc_kconv *c = &j->c;
     enum oc_dtype dt = k->lib->dtype;
     size_t es = oc_dtype_size(dt);
     size_t xsz = (size_t)(c->C * c->H * c->W) * es, ysz = (size_t)(c->O * c->P) * es;
@@ -309,7 +285,7 @@ static void conv_groups(void *ctx, int64_t gb, int64_t ge, int tid)
 
 static void conv(const struct oc_kernel *k, void **args, void *scratch, struct oc_pool *pool)
 {
-    struct conv_job j = {k, args, scratch, oc_cpu_lib_scratch(k), conv_dims(k), 0, NULL};
+    struct conv_job j = {k, args, scratch, oc_cpu_lib_scratch(k), oc_kir_conv(k), 0, NULL};
     enum oc_dtype dt = k->lib->dtype;
     size_t es = oc_dtype_size(dt);
     j.G = conv_group(&j.c, es);

@@ -79,21 +79,12 @@ static struct oc_lstep *zero(struct oc_lplan *p, int dst, int64_t count)
 
 static struct oc_convp conv_geometry(const struct oc_kernel *k)
 {
-    const struct oc_shape *xs, *ws, *ys;
-    switch (k->kind) {
-    case OC_K_CONV2D: ys = &k->lib_shape[0], xs = &k->lib_shape[1], ws = &k->lib_shape[2]; break;
-    case OC_K_CONV2D_GRAD_INPUT: xs = &k->lib_shape[0], ys = &k->lib_shape[1], ws = &k->lib_shape[2]; break;
-    default: ws = &k->lib_shape[0], xs = &k->lib_shape[1], ys = &k->lib_shape[2]; break;
-    }
+    struct oc_kconv g = oc_kir_conv(k);
     struct oc_convp c;
     memset(&c, 0, sizeof c);
-    c.N = xs->dim[0], c.C = xs->dim[1], c.H = xs->dim[2], c.W = xs->dim[3];
-    c.O = ws->dim[0], c.KH = ws->dim[2], c.KW = ws->dim[3];
-    c.OH = ys->dim[2], c.OW = ys->dim[3];
-    c.CK = c.C * c.KH * c.KW;
-    c.P = c.OH * c.OW;
-    c.sh = k->lib->attrs.stride[0], c.sw = k->lib->attrs.stride[1];
-    c.ph = k->lib->attrs.padding[0], c.pw = k->lib->attrs.padding[1];
+    c.N = g.N, c.C = g.C, c.H = g.H, c.W = g.W, c.O = g.O, c.KH = g.KH, c.KW = g.KW;
+    c.OH = g.OH, c.OW = g.OW, c.CK = g.CK, c.P = g.P;
+    c.sh = g.sh, c.sw = g.sw, c.ph = g.ph, c.pw = g.pw;
     return c;
 }
 
