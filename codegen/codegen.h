@@ -40,7 +40,9 @@ enum oc_status oc_llvm_compile(struct oc_llvm *j, struct oc_kernel *const *ks, i
 /* Rows a generated function processes together (in [begin, end) blocks
  * of this many, with the rows innermost so that they vectorize), or 0 for
  * one row at a time. Reductions over leading axes (a sum over the batch of
- * a [B,C] tensor) are blocked; the executor aligns its chunks to it. */
+ * a [B,C] tensor) are blocked; so are reductions over short rows (under 32
+ * elements, e.g. 10 classes) when there is real work per element. The
+ * executor aligns its chunks to it. */
 #define OC_LLVM_ROW_BLOCK 32
 int oc_llvm_row_block(const struct oc_kernel *k);
 

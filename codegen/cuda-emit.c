@@ -23,6 +23,11 @@
  * propagates through relu/max/min/reduce_max. Guarded loads (pad, concat,
  * gather) clamp their index into the buffer exactly where llvm-emit.c does,
  * so both arms of a select are always safe to load.
+ *
+ * A grouped kernel (passes/kir.h, fusion rule 4) is one __global__ function
+ * too: each member's body as a static device function that takes its
+ * share of the group's blocks in place of blockIdx.x / gridDim.x, and a
+ * block-stride loop over the members' blocks (emit_group).
  */
 #include "cuda.h"
 
@@ -309,11 +314,17 @@ static int is_lin(const struct oc_kernel *k, const struct oc_kix *x, uint32_t ma
 
 static uint32_t all_axes(const struct oc_kernel *k) { return (1u << k->space.rank) - 1; }
 
+static void group_launch(const struct oc_kernel *k, struct oc_cuda_launch *l);
+
 void oc_cuda_launch_of(const struct oc_kernel *k, struct oc_cuda_launch *l)
 {
     memset(l, 0, sizeof *l);
     l->block = OC_CUDA_BLOCK;
     if (k->kind != OC_K_LOOP) return;
+    if (oc_kir_is_group(k)) {
+        group_launch(k, l);
+        return;
+    }
     int64_t st[OC_MAX_RANK];
     uint32_t outer = all_axes(k) & ~k->rmask;
     l->rows = strides_of(k, outer, st);
@@ -380,6 +391,8 @@ struct ce {
     char pname[48];             /* the point index: "p", or "(4 * q + 1)" in a vector lane */
     int lin_row, lin_j;         /* `row` / `j` hold the outer / inner linear index */
     int trailing;               /* the reduced axes are the trailing ones */
+    const char *bid, *nblk;     /* the block index and count: blockIdx.x and gridDim.x, or
+                                 * a group member's share of its group's blocks */
     struct oc_err *err;
     int failed;
 };
@@ -1032,8 +1045,8 @@ static void body_group(struct ce *e)
      * row, as the loop would. */
     int one = e->L.rows == 1;
     if (e->L.map == OC_CUDA_MAP_WARP) {
-        line(e, "const %s gid = ((%s)blockIdx.x * blockDim.x + threadIdx.x) >> 5;", e->it, e->it);
-        if (!one) line(e, "const %s ngroup = ((%s)gridDim.x * blockDim.x) >> 5;", e->it, e->it);
+        line(e, "const %s gid = ((%s)%s * blockDim.x + threadIdx.x) >> 5;", e->it, e->it, e->bid);
+        if (!one) line(e, "const %s ngroup = ((%s)%s * blockDim.x) >> 5;", e->it, e->it, e->nblk);
         line(e, "const int gt = threadIdx.x & 31, gs = 32;");
     } else {
         line(e, "__shared__ double oc_sm[32];");
@@ -1042,8 +1055,8 @@ static void body_group(struct ce *e)
             for (int i = 0; i < k->nred; i++) am |= k->red[i].op == OC_OP_ARGMAX;
             if (am) line(e, "__shared__ int oc_smi[32];");
         }
-        if (one) line(e, "const %s gid = blockIdx.x;", e->it);
-        else line(e, "const %s gid = blockIdx.x, ngroup = gridDim.x;", e->it);
+        if (one) line(e, "const %s gid = %s;", e->it, e->bid);
+        else line(e, "const %s gid = %s, ngroup = %s;", e->it, e->bid, e->nblk);
         line(e, "const int gt = threadIdx.x, gs = blockDim.x;");
     }
     if (one) {
@@ -1123,8 +1136,8 @@ static void body_vector(struct ce *e)
     const struct oc_kernel *k = e->k;
     char n[32], head[256], t[64];
     int64_t nv = e->L.rows / VEC;
-    line(e, "const %s nthr = (%s)gridDim.x * blockDim.x;", e->it, e->it);
-    line(e, "const %s tid = (%s)blockIdx.x * blockDim.x + threadIdx.x;", e->it, e->it);
+    line(e, "const %s nthr = (%s)%s * blockDim.x;", e->it, e->it, e->nblk);
+    line(e, "const %s tid = (%s)%s * blockDim.x + threadIdx.x;", e->it, e->it, e->bid);
     /* the alignment test */
     char al[1024] = "";
     size_t p = 0;
@@ -1212,6 +1225,190 @@ static void emit_header(struct ce *e, const char *name)
     sb_put(e->o, ")\n");
 }
 
+/* Sets up the emitter for loop kernel k (written to o). */
+static enum oc_status ce_begin(struct ce *e, const struct oc_kernel *k, struct sb *o, struct oc_err *err)
+{
+    memset(e, 0, sizeof *e);
+    e->k = k;
+    e->o = o;
+    e->err = err;
+    e->bid = "blockIdx.x";
+    e->nblk = "gridDim.x";
+    oc_cuda_launch_of(k, &e->L);
+    e->it = e->L.index64 ? "long long" : "int";
+    fmt_(e->pname, sizeof e->pname, "p");
+    e->vsc = calloc((size_t)k->nval + 1, sizeof *e->vsc);
+    e->xsc = calloc((size_t)k->nix + 1, sizeof *e->xsc);
+    if (!e->vsc || !e->xsc) {
+        free(e->vsc);
+        free(e->xsc);
+        e->vsc = e->xsc = NULL;
+        return oc_err_set(err, OC_ERR_NOMEM, "cuda codegen: out of memory");
+    }
+    /* the reduced axes are the trailing ones: flin = row * inner + j */
+    e->trailing = 1;
+    for (int d = 0, seen = 0; d < k->space.rank; d++) {
+        int red = (k->rmask >> d) & 1;
+        if (seen && !red && k->space.dim[d] > 1) e->trailing = 0;
+        seen |= red;
+    }
+    return OC_OK;
+}
+
+/* The function body of a loop kernel, braces included. */
+static void emit_body(struct ce *e)
+{
+    const struct oc_kernel *k = e->k;
+    open_block(e, "");
+    if (e->L.vector) {
+        body_vector(e);
+    } else if (e->L.map == OC_CUDA_MAP_THREAD) {
+        char from[96];
+        line(e, "const %s nthr = (%s)%s * blockDim.x;", e->it, e->it, e->nblk);
+        e->lin_p = !k->rmask;
+        fmt_(from, sizeof from, "%s%s * blockDim.x + threadIdx.x", e->L.index64 ? "(long long)" : "", e->bid);
+        body_thread(e, k->rmask ? "row" : "p", from, "nthr");
+        e->lin_p = 0;
+    } else {
+        body_group(e);
+    }
+    close_block(e, "");
+}
+
+/* Its result: the text, or the failure. */
+static enum oc_status ce_end(struct ce *e, struct sb *o, char **out)
+{
+    free(e->vsc);
+    free(e->xsc);
+    e->vsc = e->xsc = NULL;
+    if (e->failed) {
+        free(o->p);
+        return e->err->code ? e->err->code : OC_ERR_UNSUPPORTED;
+    }
+    if (o->oom) {
+        free(o->p);
+        return oc_err_set(e->err, OC_ERR_NOMEM, "cuda codegen: out of memory");
+    }
+    *out = o->p;
+    return OC_OK;
+}
+
+/* ---------------------------------------------------------------- grouped kernels */
+
+/* A group member's share of the group's blocks: enough to cover its work
+ * in one grid-stride step, at most GROUP_MEMBER_BLOCKS (beyond that its
+ * own grid-stride loop takes the rest). */
+#define GROUP_MEMBER_BLOCKS 1024
+
+static int64_t member_blocks(const struct oc_kernel *m)
+{
+    struct oc_cuda_launch l;
+    oc_cuda_launch_of(m, &l);
+    int64_t upb = l.units_per_block > 0 ? l.units_per_block : 1;
+    int64_t nb = (l.units + upb - 1) / upb;
+    return nb < 1 ? 1 : nb > GROUP_MEMBER_BLOCKS ? GROUP_MEMBER_BLOCKS : nb;
+}
+
+static void group_launch(const struct oc_kernel *k, struct oc_cuda_launch *l)
+{
+    int64_t blocks = 0;
+    for (int i = 0; i < k->ngroup; i++) {
+        struct oc_cuda_launch m;
+        oc_cuda_launch_of(k->group[i], &m);
+        l->rows += m.rows;
+        l->index64 |= m.index64;
+        blocks += member_blocks(k->group[i]);
+    }
+    l->map = OC_CUDA_MAP_THREAD;
+    l->inner = 1;
+    l->units = blocks * l->block;
+    l->units_per_block = l->block;
+}
+
+/* A grouped kernel (passes/kir.h): each member is a static device
+ * function, its own kernel's body with the block index and count
+ * replaced by its share of the group's virtual blocks; the __global__
+ * function strides over the virtual blocks (so any grid is correct) and
+ * hands each to its member. Members are elementwise (THREAD mapping, no
+ * barriers), so a block running members' code divergently is fine. */
+static enum oc_status emit_group(const struct oc_kernel *k, char **out, struct oc_err *err)
+{
+    struct sb o = {0};
+    char name[64];
+    oc_cuda_kernel_name(k, name, sizeof name);
+    int64_t *nb = calloc((size_t)k->ngroup + 1, sizeof *nb);
+    if (!nb) return oc_err_set(err, OC_ERR_NOMEM, "cuda codegen: out of memory");
+    int64_t total = 0;
+    for (int i = 0; i < k->ngroup; i++) total += nb[i] = member_blocks(k->group[i]);
+    for (int i = 0; i < k->ngroup; i++) {
+        const struct oc_kernel *m = k->group[i];
+        struct ce e;
+        char *text = NULL;
+        enum oc_status st = ce_begin(&e, m, &o, err);
+        if (st) {
+            free(nb);
+            free(o.p);
+            return st;
+        }
+        if (m->rmask || e.L.map != OC_CUDA_MAP_THREAD) {
+            fail(&e, "group member %d is not elementwise", i);
+            free(nb);
+            return ce_end(&e, &o, &text);
+        }
+        e.bid = "oc_bid";
+        e.nblk = "oc_nb";
+        char sh[128];
+        oc_shape_str(&m->space, sh, sizeof sh);
+        sb_put(&o, "/* %s member %d (%s): space %s; thread mapping, %lld point(s)%s%s, %lld block(s) */\n",
+               name, i, m->name, sh, (long long)e.L.rows, e.L.vector ? ", 4-wide" : "",
+               e.L.index64 ? ", 64-bit indices" : "", (long long)nb[i]);
+        sb_put(&o, "OC_D void %s_m%d(", name, i);
+        for (int s = 0; s < m->nslot; s++) {
+            const char *t = ctype(m->slot[s].dtype);
+            if (m->slot[s].written) sb_put(&o, "%s *s%d, ", t, s);
+            else sb_put(&o, "const %s *__restrict__ s%d, ", t, s);
+        }
+        sb_put(&o, "const int oc_bid, const int oc_nb)\n");
+        emit_body(&e);
+        free(e.vsc);
+        free(e.xsc);
+        if (e.failed || o.oom) {
+            free(nb);
+            e.vsc = e.xsc = NULL;
+            return ce_end(&e, &o, &text);
+        }
+    }
+    sb_put(&o, "/* %s: %d elementwise kernels in one launch, %lld virtual block(s) of %d threads */\n",
+           name, k->ngroup, (long long)total, OC_CUDA_BLOCK);
+    sb_put(&o, "extern \"C\" __global__ void __launch_bounds__(%d)\n%s(", OC_CUDA_BLOCK, name);
+    for (int s = 0; s < k->nslot; s++) {
+        const char *t = ctype(k->slot[s].dtype);
+        if (k->slot[s].written) sb_put(&o, "%s%s *s%d", s ? ", " : "", t, s);
+        else sb_put(&o, "%sconst %s *__restrict__ s%d", s ? ", " : "", t, s);
+    }
+    sb_put(&o, ")\n{\n");
+    sb_put(&o, "    for (int vb = blockIdx.x; vb < %lld; vb += gridDim.x) {\n", (long long)total);
+    int64_t off = 0;
+    for (int i = 0; i < k->ngroup; i++) {
+        const struct oc_kernel *m = k->group[i];
+        if (i == k->ngroup - 1) sb_put(&o, i ? "        else " : "        ");
+        else sb_put(&o, "        %sif (vb < %lld) ", i ? "else " : "", (long long)(off + nb[i]));
+        sb_put(&o, "%s_m%d(", name, i);
+        for (int s = 0; s < m->nslot; s++) sb_put(&o, "s%d, ", k->gslot[i][s]);
+        if (off) sb_put(&o, "vb - %lld, %lld);\n", (long long)off, (long long)nb[i]);
+        else sb_put(&o, "vb, %lld);\n", (long long)nb[i]);
+        off += nb[i];
+    }
+    sb_put(&o, "    }\n}\n");
+    free(nb);
+    if (o.oom) {
+        free(o.p);
+        return oc_err_set(err, OC_ERR_NOMEM, "cuda codegen: out of memory");
+    }
+    *out = o.p;
+    return OC_OK;
+}
+
 enum oc_status oc_cuda_emit_kernel(const struct oc_kernel *k, char **out, struct oc_err *err)
 {
     *out = NULL;
@@ -1219,56 +1416,16 @@ enum oc_status oc_cuda_emit_kernel(const struct oc_kernel *k, char **out, struct
         return oc_err_set(err, OC_ERR_UNSUPPORTED,
                           "cuda codegen: kernel %s is a library call (%s), not generated", k->name,
                           oc_op_name(k->lib->op));
+    if (oc_kir_is_group(k)) return emit_group(k, out, err);
     struct sb o = {0};
     struct ce e;
-    memset(&e, 0, sizeof e);
-    e.k = k;
-    e.o = &o;
-    e.err = err;
-    oc_cuda_launch_of(k, &e.L);
-    e.it = e.L.index64 ? "long long" : "int";
-    fmt_(e.pname, sizeof e.pname, "p");
-    e.vsc = calloc((size_t)k->nval + 1, sizeof *e.vsc);
-    e.xsc = calloc((size_t)k->nix + 1, sizeof *e.xsc);
-    if (!e.vsc || !e.xsc) {
-        free(e.vsc);
-        free(e.xsc);
-        return oc_err_set(err, OC_ERR_NOMEM, "cuda codegen: out of memory");
-    }
-    /* the reduced axes are the trailing ones: flin = row * inner + j */
-    e.trailing = 1;
-    for (int d = 0, seen = 0; d < k->space.rank; d++) {
-        int red = (k->rmask >> d) & 1;
-        if (seen && !red && k->space.dim[d] > 1) e.trailing = 0;
-        seen |= red;
-    }
+    enum oc_status st = ce_begin(&e, k, &o, err);
+    if (st) return st;
     char name[64];
     oc_cuda_kernel_name(k, name, sizeof name);
     emit_header(&e, name);
-    open_block(&e, "");
-    if (e.L.vector) {
-        body_vector(&e);
-    } else if (e.L.map == OC_CUDA_MAP_THREAD) {
-        line(&e, "const %s nthr = (%s)gridDim.x * blockDim.x;", e.it, e.it);
-        e.lin_p = !k->rmask;
-        body_thread(&e, k->rmask ? "row" : "p", e.L.index64 ? "(long long)blockIdx.x * blockDim.x + threadIdx.x" : "blockIdx.x * blockDim.x + threadIdx.x", "nthr");
-        e.lin_p = 0;
-    } else {
-        body_group(&e);
-    }
-    close_block(&e, "");
-    free(e.vsc);
-    free(e.xsc);
-    if (e.failed) {
-        free(o.p);
-        return err->code ? err->code : OC_ERR_UNSUPPORTED;
-    }
-    if (o.oom) {
-        free(o.p);
-        return oc_err_set(err, OC_ERR_NOMEM, "cuda codegen: out of memory");
-    }
-    *out = o.p;
-    return OC_OK;
+    emit_body(&e);
+    return ce_end(&e, &o, out);
 }
 
 enum oc_status oc_cuda_emit_program(struct oc_kernel *const *ks, int n, char **out, int *nemitted,

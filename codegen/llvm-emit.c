@@ -11,19 +11,26 @@
  * current stage's inner body, so a value is computed once per point; LLVM's
  * LICM hoists what only depends on the row. Accumulators live in allocas
  * that SROA turns into registers. Arithmetic keeps IEEE semantics (no
- * fast-math) so results track the reference interpreter; the one licence
- * taken is on float sums: their loop carries llvm.loop.vectorize.enable,
- * which lets the vectorizer keep several partial sums (a reduction's order
- * is unspecified by the IR, and partial sums are no less accurate than one
- * running sum). The integer and NaN rules are the interpreter's (see
+ * fast-math) so results track the reference interpreter; two licences are
+ * taken. Float sums: their loop carries llvm.loop.vectorize.enable, which
+ * lets the vectorizer keep several partial sums (a reduction's order is
+ * unspecified by the IR, and partial sums are no less accurate than one
+ * running sum; llvm-jit.c adds the lanes up as a tree). f32 products: a
+ * tree of multiplications is rebuilt in one canonical order, so that the
+ * chain rule's several orders of one product are computed once (see
+ * "products"; OC_REASSOC=0 keeps the graph's order). The integer and NaN
+ * rules are the interpreter's (see
  * ir/interp.c): i32 wraps, casts to integers truncate and saturate, NaN
  * propagates through relu/max/min/reduce_max, argmax keeps the first NaN or
  * the first maximum.
  *
  * Reductions over leading axes whose operands sit in memory with a row's
- * stride along the reduced axis (a [B,C] tensor summed over B) use a
- * blocked schedule instead (emit_wide, oc_llvm_row_block): 32 rows at a
- * time, rows innermost, accumulators in arrays. f32 exp/log/log1p are
+ * stride along the reduced axis (a [B,C] tensor summed over B), and
+ * reductions over short rows (10 classes), use a blocked schedule instead
+ * (emit_wide, oc_llvm_row_block): 32 rows at a time, rows innermost,
+ * accumulators in arrays, values that several stages need kept per block
+ * (a softmax's exp), divisions by a row's value done with one reciprocal
+ * per row (fast_div). f32 exp/log/log1p are
  * inline vectorizable polynomials (see "f32 math"), short loops (10
  * classes) run as masked vector steps, and functions ask for 512-bit
  * vectors where the target has them.
@@ -32,6 +39,9 @@
  * are used, so LLVM 14 to 18 (typed or opaque pointers) all work.
  */
 #include "codegen.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 /* The coefficient of loop variable d in index x (0 when absent). */
 static int64_t var_coef(const struct oc_kix *x, int d)
@@ -43,12 +53,33 @@ static int64_t var_coef(const struct oc_kix *x, int d)
 
 int oc_llvm_row_block(const struct oc_kernel *k)
 {
-    if (k->kind != OC_K_LOOP || !k->rmask) return 0;
+    if (k->kind != OC_K_LOOP || !k->rmask || k->nred > 64) return 0; /* (emit_wide's limit) */
     int last_red = -1, last_out = -1;
     for (int d = 0; d < k->space.rank; d++) {
         if (k->space.dim[d] <= 1) continue;
         if (k->rmask & (1u << d)) last_red = d;
         else last_out = d;
+    }
+    /* short rows (a softmax over 10 classes): one row at a time, each
+     * reduction is a latency chain across a handful of lanes (a float max
+     * cannot even vectorize, for its NaN rules) and a horizontal sum per
+     * row; 32 rows side by side make every step a full-width vector op
+     * (loads along a row become strided gathers, which still pays: ce
+     * 1.4x). OC_ROW_BLOCK_SHORT=0 keeps them one row at a time. */
+    int64_t rext = 1;
+    for (int d = 0; d < k->space.rank; d++)
+        if (k->rmask & (1u << d)) rext *= k->space.dim[d];
+    /* (a single stage of cheap work, a lone sum or max, is faster one row
+     * at a time: the gathers would cost more than they save) */
+    int work = k->nstage >= 2;
+    for (int i = 0; i < k->nval && !work; i++) {
+        const struct oc_kval *v = k->vals[i];
+        work = v->kind == OC_KV_OP && (v->varmask & k->rmask) &&
+               ((oc_op_table[v->op].flags & OC_F_EXPENSIVE) || v->op == OC_OP_DIV);
+    }
+    if (rext > 1 && rext < 32 && oc_kir_outer_extent(k) >= 64 && work) {
+        const char *sv = getenv("OC_ROW_BLOCK_SHORT");
+        if (!sv || strcmp(sv, "0")) return OC_LLVM_ROW_BLOCK;
     }
     /* a reduction over leading axes ("columns") ... */
     if (last_red < 0 || last_out < last_red || oc_kir_outer_extent(k) < 16) return 0;
@@ -82,6 +113,7 @@ struct loop {
     LLVMBasicBlockRef header, body, exit;
     LLVMValueRef phi;
     int64_t step;
+    LLVMValueRef vstep; /* a step known at run time (when set) */
 };
 
 struct em {
@@ -104,6 +136,28 @@ struct em {
     int libm; /* OC_LIBM=1: exp/log/log1p through libm calls */
     int wide; /* rows in blocks (emit_wide): no value outlives its block body */
     int nscope;
+    int reassoc;   /* rebuild f32 products canonically (ev_product) */
+    uint32_t vary; /* loop variables that vary in the loop being emitted (0: unknown) */
+    struct pmemo *pm; /* products built so far (ev_product) */
+    int npm, cappm;
+    /* emit_wide over short rows: values of a reduced point that several
+     * stages need, kept per block (carr[v]: [points x W], cfirst[v]: the
+     * stage that computes them), so later stages neither reload them
+     * (gathers) nor recompute them (a softmax's exp) */
+    LLVMValueRef *carr;
+    int *cfirst;
+    int cstage;           /* stage whose body is being emitted, else -1 */
+    LLVMValueRef cidx;    /* (flat reduced index) * W + w in that body */
+    int cW;
+    /* division by a value that the loop being emitted does not change
+     * (fast_div): its per-row reciprocal rc, scaled divisor yp and scale sx,
+     * per divisor node; in emit_wide loaded from per-block arrays (darr) */
+    int wlast;                      /* emit_wide: the innermost row axis, or -1 */
+    LLVMValueRef wbase[OC_MAX_RANK]; /* its block's first row, decoded */
+    int fastdiv;
+    LLVMValueRef *drc, *dyp, *dsx;
+    int *dscope;
+    LLVMValueRef *darr; /* 3 arrays [W] per divisor node */
 };
 
 static LLVMTypeRef ty(struct em *e, int dt)
@@ -191,20 +245,21 @@ static void loop_begin(struct em *e, LLVMValueRef lo, LLVMValueRef hi, struct lo
     LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, L->phi, hi, ""), L->body, L->exit);
     LLVMPositionBuilderAtEnd(e->b, L->body);
     L->step = 1;
+    L->vstep = NULL;
 }
 
 /* Loop hints (llvm.loop metadata) */
-enum { LOOP_VECTORIZE = 1, LOOP_PREDICATE = 2 };
+enum { LOOP_VECTORIZE = 1, LOOP_PREDICATE = 2, LOOP_NOUNROLL = 4 };
 
 static void loop_end(struct em *e, struct loop *L, int hints)
 {
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(e->b);
-    LLVMValueRef next = LLVMBuildNSWAdd(e->b, L->phi, ci64(e, L->step), "");
+    LLVMValueRef next = LLVMBuildNSWAdd(e->b, L->phi, L->vstep ? L->vstep : ci64(e, L->step), "");
     LLVMAddIncoming(L->phi, &next, &latch, 1);
     LLVMValueRef br = LLVMBuildBr(e->b, L->header);
     if (hints) {
         /* !llvm.loop !{self, !{"llvm.loop.vectorize.enable", i1 true}, ...} */
-        LLVMMetadataRef ops[3];
+        LLVMMetadataRef ops[4];
         int n = 0;
         LLVMMetadataRef tmp = LLVMTemporaryMDNode(e->ctx, NULL, 0);
         ops[n++] = tmp;
@@ -217,6 +272,13 @@ static void loop_end(struct em *e, struct loop *L, int hints)
             LLVMMetadataRef pv[2] = {
                 LLVMMDStringInContext2(e->ctx, "llvm.loop.vectorize.predicate.enable", 36), one};
             ops[n++] = LLVMMDNodeInContext2(e->ctx, pv, 2);
+        }
+        if (hints & LOOP_NOUNROLL) {
+            /* keep the full unroller (which runs before the vectorizer) off
+             * a short loop that vectorizes: it unrolls one whose body it
+             * finds cheap, and the 10 copies then run scalar */
+            LLVMMetadataRef ud = LLVMMDStringInContext2(e->ctx, "llvm.loop.unroll.disable", 24);
+            ops[n++] = LLVMMDNodeInContext2(e->ctx, &ud, 1);
         }
         LLVMMetadataRef id = LLVMMDNodeInContext2(e->ctx, ops, (size_t)n);
         LLVMMetadataReplaceAllUsesWith(tmp, id);
@@ -435,38 +497,59 @@ static LLVMValueRef fcmp(struct em *e, LLVMRealPredicate p, LLVMValueRef a, LLVM
     return LLVMBuildFCmp(e->b, p, a, b, "");
 }
 
-static LLVMValueRef vexp(struct em *e, LLVMValueRef x)
+static LLVMValueRef vexp(struct em *e, LLVMValueRef x, int nonpos)
 {
     /* exp(x) = 2^n * exp(r), n = rint(x / ln 2), |r| <= ln2 / 2 (Cody-Waite
      * reduction); 2^n is applied as two factors so that results down to the
      * smallest denormal and up to overflow come out right. Clamping x to
      * [-104, 89] makes every out-of-range input overflow to inf or
-     * underflow to 0 by itself (and keeps fptosi defined for NaN). */
-    LLVMValueRef xc = call2(e, "llvm.minnum", OC_F32, x, cf(e, 89.0));
-    xc = call2(e, "llvm.maxnum", OC_F32, xc, cf(e, -104.0));
-    LLVMValueRef n = call1(e, "llvm.rint", OC_F32, LLVMBuildFMul(e->b, xc, cf(e, 1.44269504088896341), ""));
+     * underflow to 0 by itself. The clamps are compare-selects that let NaN
+     * through (one vminps/vmaxps each, where llvm.minnum needs three), and
+     * NaN then survives to the end because 2^n is applied by multiplying.
+     * n is rounded by adding 1.5 * 2^23 (the low bits of the sum are n),
+     * so no rint and no float-to-int conversion are needed: the sum's bits
+     * shifted left by 23 are n << 23, the exponent field of 2^n. With x
+     * known to be <= 0 (softplus, sigmoid, MMCE's kernel, a softmax's
+     * exp(x - max)) one clamp and one factor suffice. */
+    LLVMValueRef xc = x;
+    if (!nonpos) /* nonpos: x is known to be <= 0 or NaN (exp(-|x|)) */
+        xc = sel(e, fcmp(e, LLVMRealOGT, x, cf(e, 89.0)), cf(e, 89.0), x);
+    xc = sel(e, fcmp(e, LLVMRealOLT, xc, cf(e, -104.0)), cf(e, -104.0), xc);
+    LLVMValueRef t = fma3(e, xc, cf(e, 1.44269504088896341), cf(e, 12582912.0));
+    LLVMValueRef n = LLVMBuildFSub(e->b, t, cf(e, 12582912.0), "");
     LLVMValueRef r = fma3(e, n, cf(e, -0.693359375), xc);
     r = fma3(e, n, cf(e, 2.12194440e-4), r);
-    LLVMValueRef p = cf(e, 1.9875691500E-4);
-    static const double c[] = {1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1,
-                               5.0000001201E-1};
+    /* exp(r) = 1 + r P(r), P of degree 5 fitted for relative error
+     * (2e-9 over |r| <= ln2/2; tests/codegen/fit-exp-poly.py): 6 FMAs
+     * in Horner form, <= 1 ulp in f32 (as Cephes' 8 operations were) */
+    LLVMValueRef p = cf(e, 0.0013843607157468796);
+    static const double c[] = {0.008374195545911789, 0.04166800528764725, 0.16666430234909058,
+                               0.4999999403953552, 1.0};
     for (int i = 0; i < 5; i++) p = fma3(e, p, r, cf(e, c[i]));
-    LLVMValueRef y = LLVMBuildFAdd(e->b, fma3(e, p, LLVMBuildFMul(e->b, r, r, ""), r), cf(e, 1.0), "");
-    LLVMValueRef ni = LLVMBuildFPToSI(e->b, n, e->i32, "");
-    LLVMValueRef n1 = LLVMBuildAShr(e->b, ni, ci32(e, 1), "");
-    LLVMValueRef n2 = LLVMBuildSub(e->b, ni, n1, "");
-    LLVMValueRef s1 = LLVMBuildBitCast(e->b, LLVMBuildShl(e->b, LLVMBuildAdd(e->b, n1, ci32(e, 127), ""), ci32(e, 23), ""), e->f32, "");
-    LLVMValueRef s2 = LLVMBuildBitCast(e->b, LLVMBuildShl(e->b, LLVMBuildAdd(e->b, n2, ci32(e, 127), ""), ci32(e, 23), ""), e->f32, "");
-    y = LLVMBuildFMul(e->b, LLVMBuildFMul(e->b, y, s1, ""), s2, "");
-    return sel(e, isnan_(e, x), x, y);
+    LLVMValueRef y = fma3(e, p, r, cf(e, 1.0));
+    LLVMValueRef nsh = LLVMBuildShl(e->b, LLVMBuildBitCast(e->b, t, e->i32, ""), ci32(e, 23), "");
+    if (nonpos) {
+        /* n in [-150, 0]: 2^(n + 64) is a normal number, and the constant
+         * 2^-64 rounds once into the denormals, like the two halves below */
+        LLVMValueRef s = LLVMBuildBitCast(e->b, LLVMBuildAdd(e->b, nsh, ci32(e, (127 + 64) << 23), ""), e->f32, "");
+        return LLVMBuildFMul(e->b, LLVMBuildFMul(e->b, y, s, ""), cf(e, 0x1p-64), "");
+    }
+    /* floor(n / 2) << 23 (an arithmetic shift, then the bit that fell
+     * below the exponent field cleared) */
+    LLVMValueRef n1sh = LLVMBuildAnd(e->b, LLVMBuildAShr(e->b, nsh, ci32(e, 1), ""), ci32(e, (int32_t)0xff800000), "");
+    LLVMValueRef s1 = LLVMBuildBitCast(e->b, LLVMBuildAdd(e->b, n1sh, ci32(e, 0x3f800000), ""), e->f32, "");
+    LLVMValueRef s2 = LLVMBuildBitCast(
+        e->b, LLVMBuildAdd(e->b, LLVMBuildSub(e->b, nsh, n1sh, ""), ci32(e, 0x3f800000), ""), e->f32, "");
+    return LLVMBuildFMul(e->b, LLVMBuildFMul(e->b, y, s1, ""), s2, "");
 }
 
-static LLVMValueRef vlog(struct em *e, LLVMValueRef x)
+static LLVMValueRef vlog(struct em *e, LLVMValueRef x, int unit)
 {
     /* x = 2^k * m with m in [sqrt(1/2), sqrt(2)); log x = k ln2 + log(m),
      * log(1+f) = f - f^2/2 + f^3 P(f) (Cephes logf); denormal inputs are
-     * scaled by 2^23 first. */
-    LLVMValueRef den = fcmp(e, LLVMRealOLT, x, cf(e, 1.17549435082228751e-38));
+     * scaled by 2^23 first. unit: x is known to be in [1, 2] or NaN
+     * (softplus's log1p of exp(-|x|)): no denormals, zeros or infinities. */
+    LLVMValueRef den = unit ? LLVMConstInt(e->i1, 0, 0) : fcmp(e, LLVMRealOLT, x, cf(e, 1.17549435082228751e-38));
     LLVMValueRef xs = sel(e, den, LLVMBuildFMul(e->b, x, cf(e, 8388608.0), ""), x);
     LLVMValueRef bits = LLVMBuildBitCast(e->b, xs, e->i32, "");
     LLVMValueRef k = LLVMBuildSub(e->b, LLVMBuildAnd(e->b, LLVMBuildLShr(e->b, bits, ci32(e, 23), ""), ci32(e, 255), ""),
@@ -487,22 +570,22 @@ static LLVMValueRef vlog(struct em *e, LLVMValueRef x)
     y = fma3(e, fk, cf(e, -2.12194440e-4), y);
     y = fma3(e, z, cf(e, -0.5), y);
     LLVMValueRef r = fma3(e, fk, cf(e, 0.693359375), LLVMBuildFAdd(e->b, f, y, ""));
-    /* x <= 0, inf, NaN */
-    LLVMValueRef ok = LLVMBuildAnd(e->b, fcmp(e, LLVMRealOGT, x, cf(e, 0)),
-                                   fcmp(e, LLVMRealOLT, x, cf(e, INFINITY)), "");
-    LLVMValueRef special = sel(e, fcmp(e, LLVMRealOEQ, x, cf(e, 0)), cf(e, -INFINITY),
-                               sel(e, fcmp(e, LLVMRealOEQ, x, cf(e, INFINITY)), x, cf(e, NAN)));
-    return sel(e, ok, r, sel(e, isnan_(e, x), x, special));
+    if (unit) return sel(e, isnan_(e, x), x, r);
+    /* +inf stays; +-0 gives -inf; negative numbers and NaN give NaN */
+    LLVMValueRef pos = sel(e, fcmp(e, LLVMRealOLT, x, cf(e, INFINITY)), r, x);
+    LLVMValueRef other = sel(e, fcmp(e, LLVMRealOEQ, x, cf(e, 0)), cf(e, -INFINITY), cf(e, NAN));
+    return sel(e, fcmp(e, LLVMRealOGT, x, cf(e, 0)), pos, other);
 }
 
-static LLVMValueRef vlog1p(struct em *e, LLVMValueRef x)
+static LLVMValueRef vlog1p(struct em *e, LLVMValueRef x, int unit)
 {
     /* u = 1 + x rounds; log(u) - ((u - 1) - x) / u corrects for it (to first
      * order, which is exact enough: the correction is below an ulp of u) */
     LLVMValueRef u = LLVMBuildFAdd(e->b, x, cf(e, 1.0), "");
-    LLVMValueRef lu = vlog(e, u);
+    LLVMValueRef lu = vlog(e, u, unit); /* unit: x in [0, 1] or NaN */
     LLVMValueRef corr = LLVMBuildFDiv(e->b, LLVMBuildFSub(e->b, LLVMBuildFSub(e->b, u, cf(e, 1.0), ""), x, ""), u, "");
     LLVMValueRef r = LLVMBuildFSub(e->b, lu, corr, "");
+    if (unit) return sel(e, fcmp(e, LLVMRealOEQ, u, cf(e, 1.0)), x, r);
     LLVMValueRef fin = LLVMBuildAnd(e->b, fcmp(e, LLVMRealONE, u, cf(e, 0)),
                                     fcmp(e, LLVMRealOLT, call1(e, "llvm.fabs", OC_F32, u), cf(e, INFINITY)), "");
     r = sel(e, fin, r, lu);
@@ -518,19 +601,81 @@ static LLVMValueRef fabs_(struct em *e, int dt, LLVMValueRef x)
     return call1(e, "llvm.fabs", dt, x);
 }
 
-static LLVMValueRef fexp(struct em *e, int dt, LLVMValueRef x)
+static LLVMValueRef fexp(struct em *e, int dt, LLVMValueRef x, int nonpos)
 {
-    return dt == OC_F32 && !e->libm ? vexp(e, x) : call1(e, "llvm.exp", dt, x);
+    return dt == OC_F32 && !e->libm ? vexp(e, x, nonpos) : call1(e, "llvm.exp", dt, x);
+}
+
+/* 1 when v is known to be >= 0 (or NaN), -1 when <= 0 (or NaN), else 0:
+ * enough to see that MMCE's exp(-2.5 |a - b|) cannot overflow. */
+static int sign_of(struct em *e, const struct oc_kval *v, int depth)
+{
+    if (v->kind == OC_KV_CONST) return v->c >= 0 ? 1 : -1;
+    if (v->kind != OC_KV_OP || !isfloat(v->dtype) || depth > 8) return 0;
+    switch (v->op) {
+    case OC_OP_ABS:
+    case OC_OP_EXP:
+    case OC_OP_SQRT:
+    case OC_OP_RELU:
+    case OC_OP_SIGMOID:
+    case OC_OP_SOFTPLUS: return 1;
+    case OC_OP_NEG: return -sign_of(e, v->arg[0], depth + 1);
+    case OC_OP_MUL: return sign_of(e, v->arg[0], depth + 1) * sign_of(e, v->arg[1], depth + 1);
+    case OC_OP_SUB: { /* x - (the row's max of x) */
+        const struct oc_kval *m = v->arg[1];
+        return m->kind == OC_KV_ACC && e->k->red[m->acc].op == OC_OP_REDUCE_MAX &&
+                       e->k->red[m->acc].x == v->arg[0]
+                   ? -1
+                   : 0;
+    }
+    default: return 0;
+    }
 }
 
 static LLVMValueRef flog(struct em *e, int dt, LLVMValueRef x)
 {
-    return dt == OC_F32 && !e->libm ? vlog(e, x) : call1(e, "llvm.log", dt, x);
+    return dt == OC_F32 && !e->libm ? vlog(e, x, 0) : call1(e, "llvm.log", dt, x);
 }
 
-static LLVMValueRef flog1p(struct em *e, int dt, LLVMValueRef x)
+/* unit: x is known to be in [0, 1] or NaN */
+static LLVMValueRef flog1p(struct em *e, int dt, LLVMValueRef x, int unit)
 {
-    return dt == OC_F32 && !e->libm ? vlog1p(e, x) : call1(e, "log1p", dt, x);
+    return dt == OC_F32 && !e->libm ? vlog1p(e, x, unit) : call1(e, "log1p", dt, x);
+}
+
+/* The per-row part of x / y for a divisor y that the inner loop does not
+ * change: sx = 2^64 when |y| is below the normal range (its reciprocal
+ * would overflow), yp = y * sx, rc = 1 / yp (one division per row). */
+static void div_row(struct em *e, LLVMValueRef y, LLVMValueRef *rc, LLVMValueRef *yp, LLVMValueRef *sx)
+{
+    LLVMValueRef tiny = fcmp(e, LLVMRealOLT, call1(e, "llvm.fabs", OC_F32, y), cf(e, 1.17549435e-38));
+    *sx = sel(e, tiny, cf(e, 0x1p64), cf(e, 1.0));
+    *yp = LLVMBuildFMul(e->b, y, *sx, "");
+    *rc = LLVMBuildFDiv(e->b, cf(e, 1.0), *yp, "");
+}
+
+/* x / y as x * (1/y) plus one correction step (Markstein): with rc the
+ * correctly rounded reciprocal, q = q0 + (x - q0 y) rc is the correctly
+ * rounded quotient (for results in the denormals, within an ulp), at 2
+ * multiplies and 2 FMAs where a 512-bit division occupies the divider for
+ * about 10 cycles. Where q is NaN but q0 is not (x or y infinite or zero,
+ * an overflowing quotient) q0 is the IEEE answer. */
+static LLVMValueRef fast_div(struct em *e, LLVMValueRef x, LLVMValueRef rc, LLVMValueRef yp, LLVMValueRef sx)
+{
+    LLVMValueRef xs = LLVMBuildFMul(e->b, x, sx, "");
+    LLVMValueRef q0 = LLVMBuildFMul(e->b, xs, rc, "");
+    LLVMValueRef rem = fma3(e, LLVMBuildFNeg(e->b, q0, ""), yp, xs);
+    LLVMValueRef q = fma3(e, rem, rc, q0);
+    return sel(e, isnan_(e, q), q0, q);
+}
+
+/* Whether v = x / y qualifies for fast_div in the one-row-at-a-time
+ * schedule: f32, y unchanged by the stage's loops, x changed by them (else
+ * LICM hoists the division anyway). emit_wide decides for itself. */
+static int fast_div_ok(struct em *e, const struct oc_kval *v)
+{
+    return e->fastdiv && !e->wide && v->dtype == OC_F32 && e->vary && !(v->arg[1]->varmask & e->vary) &&
+           (v->arg[0]->varmask & e->vary);
 }
 
 static LLVMValueRef op_float(struct em *e, const struct oc_kval *v, LLVMValueRef a, LLVMValueRef b)
@@ -540,7 +685,7 @@ static LLVMValueRef op_float(struct em *e, const struct oc_kval *v, LLVMValueRef
     LLVMValueRef zero = LLVMConstReal(t, 0), one = LLVMConstReal(t, 1);
     switch (v->op) {
     case OC_OP_NEG: return LLVMBuildFNeg(e->b, a, "");
-    case OC_OP_EXP: return fexp(e, dt, a);
+    case OC_OP_EXP: return fexp(e, dt, a, sign_of(e, v->arg[0], 0) < 0);
     case OC_OP_LOG: return flog(e, dt, a);
     case OC_OP_SQRT: return call1(e, "llvm.sqrt", dt, a);
     case OC_OP_RSQRT: return LLVMBuildFDiv(e->b, one, call1(e, "llvm.sqrt", dt, a), "");
@@ -554,22 +699,32 @@ static LLVMValueRef op_float(struct em *e, const struct oc_kval *v, LLVMValueRef
     case OC_OP_RELU: return sel(e, LLVMBuildFCmp(e->b, LLVMRealUGT, a, zero, ""), a, zero);
     case OC_OP_SIGMOID: {
         /* x >= 0: 1/(1+exp(-x)); else exp(x)/(1+exp(x)); both use exp(-|x|) */
-        LLVMValueRef ex = fexp(e, dt, LLVMBuildFNeg(e->b, fabs_(e, dt, a), ""));
+        LLVMValueRef ex = fexp(e, dt, LLVMBuildFNeg(e->b, fabs_(e, dt, a), ""), 1);
         LLVMValueRef den = LLVMBuildFAdd(e->b, one, ex, "");
-        return sel(e, LLVMBuildFCmp(e->b, LLVMRealOGE, a, zero, ""),
-                   LLVMBuildFDiv(e->b, one, den, ""), LLVMBuildFDiv(e->b, ex, den, ""));
+        /* one division: the numerator is chosen first */
+        return LLVMBuildFDiv(e->b, sel(e, LLVMBuildFCmp(e->b, LLVMRealOGE, a, zero, ""), one, ex), den, "");
     }
     case OC_OP_TANH: return call1(e, "tanh", dt, a);
     case OC_OP_SOFTPLUS: {
-        LLVMValueRef ex = fexp(e, dt, LLVMBuildFNeg(e->b, fabs_(e, dt, a), ""));
+        LLVMValueRef ex = fexp(e, dt, LLVMBuildFNeg(e->b, fabs_(e, dt, a), ""), 1);
         LLVMValueRef pos = sel(e, LLVMBuildFCmp(e->b, LLVMRealOGT, a, zero, ""), a, zero);
-        return LLVMBuildFAdd(e->b, pos, flog1p(e, dt, ex), "");
+        return LLVMBuildFAdd(e->b, pos, flog1p(e, dt, ex, 1), "");
     }
-    case OC_OP_LOG1P: return flog1p(e, dt, a);
+    case OC_OP_LOG1P: return flog1p(e, dt, a, 0);
     case OC_OP_ADD: return LLVMBuildFAdd(e->b, a, b, "");
     case OC_OP_SUB: return LLVMBuildFSub(e->b, a, b, "");
     case OC_OP_MUL: return LLVMBuildFMul(e->b, a, b, "");
-    case OC_OP_DIV: return LLVMBuildFDiv(e->b, a, b, "");
+    case OC_OP_DIV: {
+        int d = v->arg[1]->id;
+        if (dt == OC_F32 && e->drc && e->drc[d] && valid(e, e->dscope[d])) /* emit_wide's arrays */
+            return fast_div(e, a, e->drc[d], e->dyp[d], e->dsx[d]);
+        if (fast_div_ok(e, v)) { /* LICM hoists the per-row part */
+            LLVMValueRef rc, yp, sx;
+            div_row(e, b, &rc, &yp, &sx);
+            return fast_div(e, a, rc, yp, sx);
+        }
+        return LLVMBuildFDiv(e->b, a, b, "");
+    }
     case OC_OP_POW: return call2(e, "llvm.pow", dt, a, b);
     case OC_OP_MAX:
     case OC_OP_MIN: {
@@ -620,10 +775,173 @@ static LLVMValueRef ev_op(struct em *e, const struct oc_kval *v)
     return r ? r : cval(e, v->dtype, 0);
 }
 
+/* ---------------------------------------------------------------- products */
+
+/* f32 products are reassociated (the second licence, after float sums;
+ * OC_REASSOC=0 turns it off): a tree of mul and neg nodes is flattened
+ * into its factors, constants are folded, and the product is rebuilt in
+ * one canonical order: the factors that vary in the loop being emitted
+ * first, by id, so that products sharing a prefix compute it once, then
+ * times the product of the invariant ones (which LICM hoists), negated at
+ * the end. The chain rule writes one product in several orders: MMCE's
+ * backward pair kernel has k*(a_i*e), (k*a_i)*e and two signed copies of
+ * a_j*a_i*e*k*2.5, which canonically share everything but a final
+ * multiply. A rebuilt product differs from the graph's order by a few ulp
+ * at most. sign(b - a) is taken as -sign(a - b) when both are in the
+ * kernel (they differ only in the sign of a zero), so those share too. */
+enum { MAXFAC = 12 };
+
+struct pmemo {
+    int n;
+    int key[MAXFAC + 2];
+    LLVMValueRef v;
+    int scope;
+};
+
+/* The kernel's node `op`(b, a) of dtype f32 for x = `op`(a, b), if it
+ * exists and comes first (lower id), else NULL. */
+static const struct oc_kval *swapped(struct em *e, enum oc_op op, const struct oc_kval *x)
+{
+    if (x->kind != OC_KV_OP || x->op != op || x->dtype != OC_F32) return NULL;
+    for (int i = 0; i < x->id; i++) {
+        const struct oc_kval *w = e->k->vals[i];
+        if (w && w->kind == OC_KV_OP && w->op == op && w->dtype == OC_F32 && w->arg[0] == x->arg[1] &&
+            w->arg[1] == x->arg[0])
+            return w;
+    }
+    return NULL;
+}
+
+/* sign(sub(b, a)) for v = sign(sub(a, b)), if the kernel has it first. */
+static const struct oc_kval *flipped_sign(struct em *e, const struct oc_kval *v)
+{
+    const struct oc_kval *d = swapped(e, OC_OP_SUB, v->arg[0]);
+    if (!d) return NULL;
+    for (int i = 0; i < v->id; i++) {
+        const struct oc_kval *w = e->k->vals[i];
+        if (w && w->kind == OC_KV_OP && w->op == OC_OP_SIGN && w->dtype == OC_F32 && w->arg[0] == d)
+            return w;
+    }
+    return NULL;
+}
+
+static int is_fmul(const struct oc_kval *v)
+{
+    return v->kind == OC_KV_OP && v->dtype == OC_F32 && v->op == OC_OP_MUL;
+}
+
+static int flatten(struct em *e, const struct oc_kval *v, const struct oc_kval **f, int *n, int *neg,
+                   double *c)
+{
+    if (v->kind == OC_KV_CONST && v->dtype == OC_F32) {
+        *c *= v->c;
+        return 0;
+    }
+    if (is_fmul(v)) return flatten(e, v->arg[0], f, n, neg, c) || flatten(e, v->arg[1], f, n, neg, c);
+    if (v->kind == OC_KV_OP && v->dtype == OC_F32 && v->op == OC_OP_NEG) {
+        *neg ^= 1;
+        return flatten(e, v->arg[0], f, n, neg, c);
+    }
+    if (v->kind == OC_KV_OP && v->dtype == OC_F32 && v->op == OC_OP_SIGN) {
+        const struct oc_kval *w = flipped_sign(e, v);
+        if (w) *neg ^= 1, v = w;
+    }
+    if (*n == MAXFAC) return -1;
+    f[(*n)++] = v;
+    return 0;
+}
+
+static LLVMValueRef pm_get(struct em *e, const int *key, int n)
+{
+    for (int i = e->npm - 1; i >= 0; i--) {
+        const struct pmemo *m = &e->pm[i];
+        if (m->n == n && !memcmp(m->key, key, sizeof *key * (size_t)n) && valid(e, m->scope)) return m->v;
+    }
+    return NULL;
+}
+
+static void pm_put(struct em *e, const int *key, int n, LLVMValueRef v)
+{
+    if (e->npm == e->cappm) {
+        int nc = e->cappm ? 2 * e->cappm : 64;
+        struct pmemo *p = realloc(e->pm, sizeof *p * (size_t)nc);
+        if (!p) return; /* only a missed sharing */
+        e->pm = p, e->cappm = nc;
+    }
+    struct pmemo *m = &e->pm[e->npm++];
+    m->n = n;
+    memcpy(m->key, key, sizeof *key * (size_t)n);
+    m->v = v;
+    m->scope = e->scope;
+}
+
+static void sort_ids(const struct oc_kval **f, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && f[j - 1]->id > f[j]->id; j--) {
+            const struct oc_kval *t = f[j];
+            f[j] = f[j - 1], f[j - 1] = t;
+        }
+}
+
+/* The left-to-right product of f[0..n) (n >= 1), each prefix memoized
+ * under key tag `tag`. */
+static LLVMValueRef chain(struct em *e, const struct oc_kval **f, int n, int tag)
+{
+    int key[MAXFAC + 2];
+    key[0] = tag;
+    LLVMValueRef acc = NULL;
+    int from = 0;
+    for (int i = n - 1; i >= 1 && !acc; i--) { /* the longest known prefix */
+        for (int j = 0; j <= i; j++) key[1 + j] = f[j]->id;
+        if ((acc = pm_get(e, key, i + 2))) from = i + 1;
+    }
+    if (!acc) acc = ev(e, f[0]), from = 1;
+    for (int i = from; i < n; i++) {
+        acc = LLVMBuildFMul(e->b, acc, ev(e, f[i]), "");
+        for (int j = 0; j <= i; j++) key[1 + j] = f[j]->id;
+        pm_put(e, key, i + 2, acc);
+    }
+    return acc;
+}
+
+static LLVMValueRef ev_product(struct em *e, const struct oc_kval *v)
+{
+    const struct oc_kval *f[MAXFAC], *va[MAXFAC], *iv[MAXFAC + 1];
+    int n = 0, neg = 0, nva = 0, niv = 0;
+    double c = 1;
+    if (flatten(e, v, f, &n, &neg, &c)) return ev_op(e, v);
+    float cv = (float)c;
+    /* constants whose product leaves the normal range keep the graph's order */
+    if (c != 0 && !(fabsf(cv) >= 1.17549435e-38f && fabsf(cv) <= 3.40282347e38f)) return ev_op(e, v);
+    if (cv == -1.0f) neg ^= 1, cv = 1.0f;
+    for (int i = 0; i < n; i++) {
+        if (!e->vary || (f[i]->varmask & e->vary)) va[nva++] = f[i];
+        else iv[niv++] = f[i];
+    }
+    sort_ids(va, nva);
+    sort_ids(iv, niv);
+    LLVMValueRef r = nva ? chain(e, va, nva, 0) : NULL, inv = niv ? chain(e, iv, niv, 1) : NULL;
+    if (cv != 1.0f || (!r && !inv)) {
+        LLVMValueRef k = cf(e, cv);
+        inv = inv ? LLVMBuildFMul(e->b, inv, k, "") : k;
+    }
+    if (inv) r = r ? LLVMBuildFMul(e->b, r, inv, "") : inv;
+    return neg ? LLVMBuildFNeg(e->b, r, "") : r;
+}
+
 static LLVMValueRef ev(struct em *e, const struct oc_kval *v)
 {
     if (e->vmemo[v->id] && valid(e, e->vscope[v->id])) return e->vmemo[v->id];
     LLVMValueRef r = NULL;
+    int cached = e->carr && e->carr[v->id] && e->cstage >= 0;
+    if (cached && e->cstage > e->cfirst[v->id]) {
+        LLVMTypeRef t = ty(e, v->dtype);
+        r = LLVMBuildLoad2(e->b, t, LLVMBuildGEP2(e->b, t, e->carr[v->id], &e->cidx, 1, ""), "");
+        e->vmemo[v->id] = r;
+        e->vscope[v->id] = e->scope;
+        return r;
+    }
     switch (v->kind) {
     case OC_KV_CONST: r = cval(e, v->dtype, v->c); break;
     case OC_KV_LOAD:
@@ -636,7 +954,16 @@ static LLVMValueRef ev(struct em *e, const struct oc_kval *v)
         break;
     }
     case OC_KV_INDEX: r = LLVMBuildTrunc(e->b, eix(e, v->ix), e->i32, ""); break;
-    case OC_KV_OP: r = ev_op(e, v); break;
+    case OC_KV_OP:
+        if (e->reassoc && (is_fmul(v) || (v->op == OC_OP_NEG && is_fmul(v->arg[0])))) {
+            r = ev_product(e, v);
+        } else if (v->op == OC_OP_ABS && v->dtype == OC_F32 && swapped(e, OC_OP_SUB, v->arg[0])) {
+            /* |b - a| is |a - b| exactly: one subtraction for both */
+            r = call1(e, "llvm.fabs", OC_F32, ev(e, swapped(e, OC_OP_SUB, v->arg[0])));
+        } else {
+            r = ev_op(e, v);
+        }
+        break;
     case OC_KV_RNG: {
         LLVMTypeRef at[3] = {e->i64, e->i32, e->i64};
         LLVMValueRef args[3] = {LLVMConstInt(e->i64, v->seed, 0), ev(e, v->arg[0]), eix(e, v->ix)};
@@ -657,6 +984,8 @@ static LLVMValueRef ev(struct em *e, const struct oc_kval *v)
     case OC_KV_AND: r = LLVMBuildAnd(e->b, ev(e, v->arg[0]), ev(e, v->arg[1]), ""); break;
     case OC_KV_SEL: r = sel(e, ev(e, v->arg[0]), ev(e, v->arg[1]), ev(e, v->arg[2])); break;
     }
+    if (cached && e->cstage == e->cfirst[v->id])
+        LLVMBuildStore(e->b, r, LLVMBuildGEP2(e->b, ty(e, v->dtype), e->carr[v->id], &e->cidx, 1, ""));
     e->vmemo[v->id] = r;
     e->vscope[v->id] = e->scope;
     return r;
@@ -763,6 +1092,7 @@ static void emit_rows(struct em *e, const struct oc_kernel *k)
             if (!(k->rmask & (1u << d)) || k->space.dim[d] <= 1) continue;
             loop_begin(e, ci64(e, 0), ci64(e, k->space.dim[d]), &inner[nil]);
             e->var[d] = inner[nil++].phi;
+            e->vary |= 1u << d;
         }
         for (int i = 0; i < k->nred; i++)
             if (k->red[i].stage == s) red_step(e, i);
@@ -776,8 +1106,15 @@ static void emit_rows(struct em *e, const struct oc_kernel *k)
             if ((k->rmask & (1u << d)) && k->space.dim[d] > 1) ilast = k->space.dim[d];
         int hints = fsum ? LOOP_VECTORIZE : 0;
         if (ilast > 1 && ilast < 32) hints |= LOOP_VECTORIZE | LOOP_PREDICATE;
+        /* a float max/argmax (NaN rules: no reduction pattern the vectorizer
+         * knows) stays scalar; fully unrolled, that is best */
+        int fmax = 0;
+        for (int i = 0; i < k->nred; i++)
+            fmax |= k->red[i].stage == s && k->red[i].op != OC_OP_SUM && isfloat(k->red[i].dtype);
+        if ((hints & LOOP_PREDICATE) && !fmax) hints |= LOOP_NOUNROLL;
         for (int l = nil - 1; l >= 0; l--) loop_end(e, &inner[l], l == nil - 1 ? hints : 0);
         e->scope = 1;
+        e->vary = 0;
         /* values of the inner body are not available after the loop */
         for (int i = 0; i < k->nval; i++)
             if (e->vscope[i] == 2 + s) e->vmemo[i] = NULL;
@@ -821,7 +1158,13 @@ static void wide_begin(struct em *e, const struct oc_kernel *k, LLVMValueRef rb,
     loop_begin(e, ci64(e, 0), nw, &wl->L);
     LLVMValueRef w = wl->L.phi;
     e->scope = ++e->nscope;
-    decode_row(e, k, LLVMBuildNSWAdd(e->b, rb, w, ""));
+    if (e->wlast >= 0) { /* the block lies in one line of the innermost row axis */
+        for (int d = 0; d < OC_MAX_RANK; d++)
+            if (e->wbase[d]) e->var[d] = e->wbase[d];
+        e->var[e->wlast] = LLVMBuildNSWAdd(e->b, e->wbase[e->wlast], w, "");
+    } else {
+        decode_row(e, k, LLVMBuildNSWAdd(e->b, rb, w, ""));
+    }
     for (int i = 0; i < k->nred; i++) {
         LLVMValueRef ix[2] = {ci64(e, 0), w};
         LLVMTypeRef t = ty(e, k->red[i].x->dtype);
@@ -862,6 +1205,63 @@ static void find_hoists(const struct oc_kernel *k, uint32_t inner, const struct 
             if (v->ix->atom[t]->v) find_hoists(k, inner, v->ix->atom[t]->v, s, hoist, seen);
 }
 
+/* Marks in `in` the values stage s evaluates at a reduced point (stopping
+ * at accumulators and at row-invariant values). */
+static void stage_uses(const struct oc_kval *v, uint32_t inner, unsigned char *in)
+{
+    if (in[v->id] || v->kind == OC_KV_ACC || !(v->varmask & inner)) return;
+    in[v->id] = 1;
+    for (int i = 0; i < v->nargs; i++) stage_uses(v->arg[i], inner, in);
+    if (v->ix)
+        for (int t = 0; t < v->ix->nterm; t++)
+            if (v->ix->atom[t]->v) stage_uses(v->ix->atom[t]->v, inner, in);
+}
+
+/* Chooses the values emit_wide keeps across stages (see struct em) and
+ * allocates their arrays; returns 0 or -1 (out of memory). */
+static int plan_stage_cache(struct em *e, const struct oc_kernel *k, uint32_t inner, int W)
+{
+    int64_t pts = 1;
+    for (int d = 0; d < k->space.rank; d++)
+        if (inner & (1u << d)) pts *= k->space.dim[d];
+    if (k->nstage < 2 || pts * W > 4096) return 0;
+    size_t nv = (size_t)k->nval + 1;
+    unsigned char *in = calloc(nv, 1);
+    int *nst = calloc(nv, sizeof *nst);
+    e->carr = calloc(nv, sizeof *e->carr);
+    e->cfirst = calloc(nv, sizeof *e->cfirst);
+    if (!in || !nst || !e->carr || !e->cfirst) {
+        free(in), free(nst);
+        return -1;
+    }
+    for (int i = 0; i < k->nval; i++) e->cfirst[i] = -1;
+    for (int s = 0; s < k->nstage; s++) {
+        memset(in, 0, nv);
+        for (int i = 0; i < k->nred; i++)
+            if (k->red[i].stage == s) stage_uses(k->red[i].x, inner, in);
+        for (int i = 0; i < k->nstore; i++)
+            if (k->store[i].stage == s) stage_uses(k->store[i].v, inner, in);
+        for (int i = 0; i < k->nval; i++) {
+            if (!in[i]) continue;
+            nst[i]++;
+            if (e->cfirst[i] < 0) e->cfirst[i] = s;
+        }
+    }
+    int64_t bytes = 0; /* on the stack of a pool thread: keep it small */
+    for (int i = 0; i < k->nval; i++) {
+        const struct oc_kval *v = k->vals[i];
+        int kind_ok = v->kind == OC_KV_LOAD || v->kind == OC_KV_OP || v->kind == OC_KV_SEL ||
+                      v->kind == OC_KV_RNG;
+        if (nst[i] < 2 || !kind_ok || v->dtype == OC_KBOOL) continue;
+        if ((bytes += (int64_t)oc_dtype_size((enum oc_dtype)v->dtype) * pts * W) > (256 << 10)) break;
+        e->carr[i] = LLVMBuildAlloca(e->b, LLVMArrayType(ty(e, v->dtype), (unsigned)(pts * W)), "stagecache");
+        e->carr[i] = LLVMBuildBitCast(e->b, e->carr[i], LLVMPointerType(ty(e, v->dtype), 0), "");
+    }
+    free(in);
+    free(nst);
+    return 0;
+}
+
 static void emit_wide(struct em *e, const struct oc_kernel *k, int W)
 {
     LLVMValueRef accarr[64] = {0}, idxarr[64] = {0};
@@ -892,15 +1292,72 @@ static void emit_wide(struct em *e, const struct oc_kernel *k, int W)
     }
     for (int i = 0; i < k->nval; i++)
         if (hoist[i]) harr[i] = LLVMBuildAlloca(e->b, LLVMArrayType(ty(e, k->vals[i]->dtype), (unsigned)W), "row");
+    const char *sc = getenv("OC_STAGE_CACHE");
+    if ((!sc || strcmp(sc, "0")) && plan_stage_cache(e, k, inner, W)) {
+        free(hoist), free(seen), free(harr);
+        oc_err_set(e->err, OC_ERR_NOMEM, "llvm: out of memory");
+        e->failed = 1;
+        return;
+    }
+    e->cstage = -1;
     for (int d = 0; d < OC_MAX_RANK; d++) e->var[d] = ci64(e, 0);
     e->wide = 1;
+    for (int d = 0; d < k->space.rank; d++) /* the rows, innermost */
+        if (!(k->rmask & (1u << d)) && k->space.dim[d] > 1) e->vary |= 1u << d;
+    /* divisors of fast_div: row values, constant along the reduced loops */
+    if (e->fastdiv) {
+        size_t nv = (size_t)k->nval + 1;
+        e->drc = calloc(nv, sizeof *e->drc), e->dyp = calloc(nv, sizeof *e->dyp);
+        e->dsx = calloc(nv, sizeof *e->dsx), e->darr = calloc(3 * nv, sizeof *e->darr);
+        e->dscope = calloc(nv, sizeof *e->dscope);
+        if (!e->drc || !e->dyp || !e->dsx || !e->darr || !e->dscope) {
+            free(hoist), free(seen), free(harr);
+            oc_err_set(e->err, OC_ERR_NOMEM, "llvm: out of memory");
+            e->failed = 1;
+            return;
+        }
+        for (int i = 0; i < k->nval; i++) {
+            const struct oc_kval *v = k->vals[i];
+            if (v->kind != OC_KV_OP || v->op != OC_OP_DIV || v->dtype != OC_F32) continue;
+            if ((v->arg[1]->varmask & inner) || !(v->arg[0]->varmask & inner)) continue;
+            int d = v->arg[1]->id;
+            for (int j = 0; j < 3 && !e->darr[3 * d + j]; j++)
+                e->darr[3 * d + j] = LLVMBuildAlloca(e->b, LLVMArrayType(e->f32, (unsigned)W), "div");
+        }
+    }
     LLVMValueRef begin = LLVMGetParam(e->fn, 1), end = LLVMGetParam(e->fn, 2);
     struct loop B;
     loop_begin(e, begin, end, &B);
-    B.step = W;
     LLVMValueRef rb = B.phi;
     LLVMValueRef left = LLVMBuildSub(e->b, end, rb, "");
     LLVMValueRef nw = sel(e, LLVMBuildICmp(e->b, LLVMIntSLT, left, ci64(e, W), ""), left, ci64(e, W));
+    /* With several row axes (VIBY's [B,10,64] over the batch), a block of
+     * rows decoded row by row (divisions and remainders) reads through
+     * gathers; a block that ends where the innermost row axis wraps (no
+     * shorter than W when its extent is a multiple of W and blocks start
+     * aligned, as the executors' chunks do) is its first row plus w along
+     * that axis: plain vector loads. */
+    int oax[OC_MAX_RANK], nchunk = oc_kir_chunk_axes(k), nlast = 0;
+    oc_kir_outer_axes(k, oax);
+    e->wlast = -1;
+    for (int i = 0; i < nchunk; i++)
+        if (k->space.dim[oax[i]] > 1) e->wlast = oax[i], nlast++;
+    /* (a short innermost axis would make short blocks: decode row by row) */
+    if (nlast > 1 && k->space.dim[e->wlast] % W && k->space.dim[e->wlast] < 4 * W) nlast = 0;
+    if (nlast > 1) {
+        LLVMValueRef E = ci64(e, k->space.dim[e->wlast]);
+        LLVMValueRef lim = LLVMBuildSub(e->b, E, LLVMBuildSRem(e->b, rb, E, ""), "");
+        nw = sel(e, LLVMBuildICmp(e->b, LLVMIntSLT, lim, nw, ""), lim, nw);
+    }
+    memset(e->wbase, 0, sizeof e->wbase);
+    if (nlast >= 1) {
+        decode_row(e, k, rb);
+        for (int i = 0; i < nchunk; i++)
+            if (k->space.dim[oax[i]] > 1) e->wbase[oax[i]] = e->var[oax[i]];
+    } else {
+        e->wlast = -1;
+    }
+    B.vstep = nw;
     struct wloop wl;
     for (int s = 0; s < k->nstage; s++) {
         wide_begin(e, k, rb, nw, accarr, idxarr, W, &wl);
@@ -913,6 +1370,14 @@ static void emit_wide(struct em *e, const struct oc_kernel *k, int W)
                                            harr[i], ix, 2, "");
             LLVMBuildStore(e->b, ev(e, k->vals[i]), p);
         }
+        for (int i = 0; e->darr && i < k->nval; i++) {
+            if (!e->darr[3 * i] || k->vals[i]->after > s) continue;
+            LLVMValueRef part[3], ix[2] = {ci64(e, 0), wl.L.phi};
+            div_row(e, ev(e, k->vals[i]), &part[0], &part[1], &part[2]);
+            for (int j = 0; j < 3; j++)
+                LLVMBuildStore(e->b, part[j], LLVMBuildGEP2(e->b, LLVMArrayType(e->f32, (unsigned)W),
+                                                            e->darr[3 * i + j], ix, 2, ""));
+        }
         loop_end(e, &wl.L, LOOP_VECTORIZE);
         struct loop innerl[OC_MAX_RANK];
         int nil = 0;
@@ -921,7 +1386,13 @@ static void emit_wide(struct em *e, const struct oc_kernel *k, int W)
             loop_begin(e, ci64(e, 0), ci64(e, k->space.dim[d]), &innerl[nil]);
             e->var[d] = innerl[nil++].phi;
         }
+        LLVMValueRef flat = ci64(e, 0); /* the reduced point, flat */
+        for (int d = 0; d < k->space.rank; d++)
+            if (inner & (1u << d))
+                flat = LLVMBuildNSWAdd(e->b, LLVMBuildNSWMul(e->b, flat, ci64(e, k->space.dim[d]), ""), e->var[d], "");
         wide_begin(e, k, rb, nw, accarr, idxarr, W, &wl);
+        e->cstage = s;
+        e->cidx = LLVMBuildNSWAdd(e->b, LLVMBuildNSWMul(e->b, flat, ci64(e, W), ""), wl.L.phi, "");
         for (int i = 0; i < k->nval; i++) {
             if (!hoist[i] || hoist[i] > s + 1) continue;
             LLVMValueRef ix[2] = {ci64(e, 0), wl.L.phi};
@@ -930,10 +1401,25 @@ static void emit_wide(struct em *e, const struct oc_kernel *k, int W)
             e->vmemo[i] = LLVMBuildLoad2(e->b, t, p, "");
             e->vscope[i] = e->scope;
         }
+        for (int i = 0; e->darr && i < k->nval; i++) {
+            if (!e->darr[3 * i] || k->vals[i]->after > s) continue;
+            LLVMValueRef part[3], ix[2] = {ci64(e, 0), wl.L.phi};
+            for (int j = 0; j < 3; j++)
+                part[j] = LLVMBuildLoad2(e->b, e->f32, LLVMBuildGEP2(e->b, LLVMArrayType(e->f32, (unsigned)W),
+                                                                     e->darr[3 * i + j], ix, 2, ""), "");
+            e->drc[i] = part[0], e->dyp[i] = part[1], e->dsx[i] = part[2];
+            e->dscope[i] = e->scope;
+        }
         for (int i = 0; i < k->nred; i++)
             if (k->red[i].stage == s) red_step(e, i);
         for (int i = 0; i < k->nstore; i++)
             if (k->store[i].stage == s) do_store(e, &k->store[i]);
+        /* what a later stage reads from the cache must be stored here even
+         * if this stage's code took another route (a product rebuilt from
+         * its factors skips the graph's partial products) */
+        for (int i = 0; e->carr && i < k->nval; i++)
+            if (e->carr[i] && e->cfirst[i] == s && !(e->vmemo[i] && valid(e, e->vscope[i]))) ev(e, k->vals[i]);
+        e->cstage = -1;
         loop_end(e, &wl.L, LOOP_VECTORIZE);
         for (int l = nil - 1; l >= 0; l--) loop_end(e, &innerl[l], 0);
     }
@@ -943,6 +1429,15 @@ static void emit_wide(struct em *e, const struct oc_kernel *k, int W)
     loop_end(e, &wl.L, LOOP_VECTORIZE);
     loop_end(e, &B, 0);
     e->wide = 0;
+    e->vary = 0;
+    e->wlast = -1;
+    free(e->carr);
+    free(e->cfirst);
+    e->carr = NULL;
+    e->cfirst = NULL;
+    free(e->drc), free(e->dyp), free(e->dsx), free(e->darr), free(e->dscope);
+    e->drc = e->dyp = e->dsx = e->darr = NULL;
+    e->dscope = NULL;
     free(hoist);
     free(seen);
     free(harr);
@@ -952,6 +1447,8 @@ static enum oc_status emit_kernel(struct em *e, const struct oc_kernel *k)
 {
     e->k = k;
     e->nscope = 1000;
+    e->npm = 0;
+    e->vary = 0;
     LLVMTypeRef params[3] = {e->i8pp, e->i64, e->i64};
     LLVMTypeRef ft = LLVMFunctionType(e->vd, params, 3, 0);
     e->fn = LLVMAddFunction(e->mod, k->sym, ft);
@@ -1011,6 +1508,73 @@ out:
     return st;
 }
 
+/* A grouped kernel (passes/kir.h, fusion rule 4): each distinct member
+ * becomes an internal function (emit_kernel's, renamed <sym>_m<i>), which
+ * O3 inlines, and the group's function runs every member on the part of
+ * [begin, end) that its segment [goff[i], goff[i+1]) covers, rebased, with
+ * the member's slots gathered from the group's. */
+static enum oc_status emit_group(struct em *e, const struct oc_kernel *k)
+{
+    LLVMValueRef *mf = calloc((size_t)k->ngroup, sizeof *mf);
+    if (!mf) return oc_err_set(e->err, OC_ERR_NOMEM, "llvm: out of memory");
+    int maxslot = 1;
+    enum oc_status st = OC_OK;
+    for (int i = 0; i < k->ngroup && !st; i++) {
+        const struct oc_kernel *m = k->group[i];
+        if (m->nslot > maxslot) maxslot = m->nslot;
+        for (int j = 0; j < i && !mf[i]; j++)
+            if (k->group[j]->hash == m->hash) mf[i] = mf[j]; /* same structure, same code */
+        if (mf[i]) continue;
+        if ((st = emit_kernel(e, m))) break;
+        char name[48];
+        snprintf(name, sizeof name, "%s_m%d", k->sym, i);
+        LLVMSetValueName2(e->fn, name, strlen(name));
+        LLVMSetLinkage(e->fn, LLVMInternalLinkage);
+        mf[i] = e->fn;
+    }
+    if (st) {
+        free(mf);
+        return st;
+    }
+    LLVMTypeRef params[3] = {e->i8pp, e->i64, e->i64};
+    LLVMTypeRef ft = LLVMFunctionType(e->vd, params, 3, 0);
+    LLVMValueRef fn = LLVMAddFunction(e->mod, k->sym, ft);
+    LLVMSetLinkage(fn, LLVMExternalLinkage);
+    unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(e->ctx, nounwind, 0));
+    LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(e->ctx, fn, "entry");
+    LLVMPositionBuilderAtEnd(e->b, bb);
+    LLVMValueRef bufs = LLVMGetParam(fn, 0), begin = LLVMGetParam(fn, 1), end = LLVMGetParam(fn, 2);
+    LLVMTypeRef at = LLVMArrayType(e->i8p, (unsigned)maxslot);
+    LLVMValueRef arr = LLVMBuildAlloca(e->b, at, "mbufs");
+    LLVMValueRef zero = ci64(e, 0);
+    for (int i = 0; i < k->ngroup; i++) {
+        const struct oc_kernel *m = k->group[i];
+        LLVMValueRef off = ci64(e, k->goff[i]), lim = ci64(e, k->goff[i + 1]);
+        LLVMValueRef lo = sel(e, LLVMBuildICmp(e->b, LLVMIntSGT, begin, off, ""), begin, off);
+        LLVMValueRef hi = sel(e, LLVMBuildICmp(e->b, LLVMIntSLT, end, lim, ""), end, lim);
+        LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(e->ctx, fn, "member");
+        LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(e->ctx, fn, "next");
+        LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, lo, hi, ""), run, next);
+        LLVMPositionBuilderAtEnd(e->b, run);
+        for (int s = 0; s < m->nslot; s++) {
+            LLVMValueRef gi = ci64(e, k->gslot[i][s]);
+            LLVMValueRef gp = LLVMBuildLoad2(e->b, e->i8p, LLVMBuildGEP2(e->b, e->i8p, bufs, &gi, 1, ""), "");
+            LLVMValueRef idx[2] = {zero, ci64(e, s)};
+            LLVMBuildStore(e->b, gp, LLVMBuildGEP2(e->b, at, arr, idx, 2, ""));
+        }
+        LLVMValueRef args[3] = {LLVMBuildBitCast(e->b, arr, e->i8pp, ""), LLVMBuildSub(e->b, lo, off, ""),
+                                LLVMBuildSub(e->b, hi, off, "")};
+        LLVMBuildCall2(e->b, ft, mf[i], args, 3, "");
+        LLVMBuildBr(e->b, next);
+        LLVMPositionBuilderAtEnd(e->b, next);
+    }
+    LLVMBuildRetVoid(e->b);
+    e->fn = fn;
+    free(mf);
+    return OC_OK;
+}
+
 enum oc_status oc_llvm_emit_kernels(LLVMContextRef ctx, LLVMModuleRef mod,
                                     struct oc_kernel *const *ks, int n, struct oc_err *err)
 {
@@ -1033,13 +1597,18 @@ enum oc_status oc_llvm_emit_kernels(LLVMContextRef ctx, LLVMModuleRef mod,
     e.knoalias = LLVMGetMDKindIDInContext(ctx, "noalias", 7);
     const char *lm = getenv("OC_LIBM");
     e.libm = lm && *lm && strcmp(lm, "0");
+    const char *ra = getenv("OC_REASSOC");
+    e.reassoc = !ra || strcmp(ra, "0");
+    const char *fd = getenv("OC_FAST_DIV");
+    e.fastdiv = !fd || strcmp(fd, "0");
     enum oc_status st = OC_OK;
     for (int i = 0; i < n && !st; i++) {
         if (ks[i]->kind != OC_K_LOOP) continue;
         if (LLVMGetNamedFunction(mod, ks[i]->sym)) continue; /* same structure, same code */
-        st = emit_kernel(&e, ks[i]);
+        st = oc_kir_is_group(ks[i]) ? emit_group(&e, ks[i]) : emit_kernel(&e, ks[i]);
     }
     LLVMDisposeBuilder(e.b);
+    free(e.pm);
     return st;
 }
 

@@ -1,5 +1,6 @@
 /* llvm-jit.c - the CPU code path after the kernel IR: a module of kernel
- * functions (llvm-emit.c), the default<O3> pipeline for the host CPU, then
+ * functions (llvm-emit.c), the default<O3> pipeline for the host CPU (and
+ * the vectorizer's ordered horizontal sums rewritten as trees), then
  * either ORC LLJIT (oc_llvm_compile, with an in-memory cache keyed by the
  * kernels' structural hash) or an object file (oc_llvm_emit_object, for the
  * AOT scorer). Everything LLVM owns (thread-safe context, target machine,
@@ -93,6 +94,63 @@ enum oc_status oc_llvm_target_machine(const char *triple, const char *cpu, const
     return st;
 }
 
+/* The vectorizer keeps a float sum's partial sums in vector lanes (the
+ * order of a kernel's reduction is unspecified: llvm-emit.c's loop hints),
+ * but without fast-math flags on the adds (which LLVM 14's C API cannot
+ * set) it adds the lanes up at the end with an ordered
+ * llvm.vector.reduce.fadd: 16 dependent scalar adds. For a row of 10
+ * classes that chain is most of the row's latency. Each such call is
+ * rewritten here as a tree of halving vector adds (4 steps for 16 lanes),
+ * which is the same licence (another order of the same sum). */
+static void tree_sums(LLVMModuleRef mod)
+{
+    LLVMContextRef ctx = LLVMGetModuleContext(mod);
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(ctx);
+    LLVMTypeRef i32 = LLVMInt32TypeInContext(ctx);
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
+        size_t len;
+        const char *name = LLVMGetValueName2(f, &len);
+        if (len < 24 || strncmp(name, "llvm.vector.reduce.fadd.", 24)) continue;
+        LLVMUseRef u = LLVMGetFirstUse(f);
+        while (u) {
+            LLVMValueRef call = LLVMGetUser(u);
+            u = LLVMGetNextUse(u);
+            if (!LLVMIsACallInst(call) || LLVMGetNumArgOperands(call) != 2) continue;
+            LLVMValueRef start = LLVMGetOperand(call, 0), v = LLVMGetOperand(call, 1);
+            LLVMTypeRef vt = LLVMTypeOf(v);
+            if (LLVMGetTypeKind(vt) != LLVMVectorTypeKind) continue;
+            unsigned n = LLVMGetVectorSize(vt);
+            if (n < 2 || n > 64 || (n & (n - 1))) continue;
+            LLVMPositionBuilderBefore(b, call);
+            while (n > 1) {
+                unsigned h = n / 2;
+                LLVMValueRef lo[32], hi[32];
+                for (unsigned i = 0; i < h; i++) {
+                    lo[i] = LLVMConstInt(i32, i, 0);
+                    hi[i] = LLVMConstInt(i32, h + i, 0);
+                }
+                LLVMValueRef un = LLVMGetUndef(LLVMTypeOf(v));
+                LLVMValueRef a = LLVMBuildShuffleVector(b, v, un, LLVMConstVector(lo, h), "");
+                LLVMValueRef c = LLVMBuildShuffleVector(b, v, un, LLVMConstVector(hi, h), "");
+                v = LLVMBuildFAdd(b, a, c, "");
+                n = h;
+            }
+            LLVMValueRef s = LLVMBuildExtractElement(b, v, LLVMConstInt(i32, 0, 0), "");
+            /* -0 + s == s for every s (the vectorizer's usual start) */
+            int negzero = 0;
+            if (LLVMIsAConstantFP(start)) {
+                LLVMBool lossy;
+                double d = LLVMConstRealGetDouble(start, &lossy);
+                negzero = d == 0 && signbit(d);
+            }
+            if (!negzero) s = LLVMBuildFAdd(b, start, s, "");
+            LLVMReplaceAllUsesWith(call, s);
+            LLVMInstructionEraseFromParent(call);
+        }
+    }
+    LLVMDisposeBuilder(b);
+}
+
 enum oc_status oc_llvm_optimize(LLVMModuleRef mod, LLVMTargetMachineRef tm, struct oc_err *err)
 {
     LLVMPassBuilderOptionsRef o = LLVMCreatePassBuilderOptions();
@@ -101,7 +159,10 @@ enum oc_status oc_llvm_optimize(LLVMModuleRef mod, LLVMTargetMachineRef tm, stru
     LLVMPassBuilderOptionsSetLoopUnrolling(o, 1);
     LLVMErrorRef e = LLVMRunPasses(mod, "default<O3>", tm, o);
     LLVMDisposePassBuilderOptions(o);
-    return e ? llvm_error(err, "default<O3>", e) : OC_OK;
+    if (e) return llvm_error(err, "default<O3>", e);
+    const char *ts = getenv("OC_TREE_SUMS");
+    if (!ts || strcmp(ts, "0")) tree_sums(mod);
+    return OC_OK;
 }
 
 /* The functions generated code may call: the Philox helpers and what libm

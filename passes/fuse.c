@@ -12,7 +12,9 @@
  * (3) The final kernels are built with stores for exactly the nodes other
  * kernels, outputs or assigns need, put in dependency order, and given
  * buffers; assigns whose new value one elementwise kernel computes are
- * then written in place. Before step 1, large reductions to one value are
+ * then written in place, and (rule 4) the elementwise kernels that update
+ * params and state in place are grouped into few dispatches
+ * (group_updates). Before step 1, large reductions to one value are
  * split into a row kernel and a sum of rows (on an extended view of the
  * graph, see extend()); reductions over different axes of one square
  * space merge, one of them reading it transposed. With fusion off, step 1
@@ -812,6 +814,148 @@ static void assign_in_place(struct fz *f, struct oc_kprog *p)
     }
 }
 
+/* ---------------------------------------------------------------- rule 4: groups */
+
+/* Whether kernels a and b touch a common buffer with at least one of them
+ * writing it: then neither may move past the other, nor may they share a
+ * group (whose members run in no particular order). */
+static int conflict(const struct oc_kernel *a, const struct oc_kernel *b)
+{
+    for (int s = 0; s < a->nslot; s++)
+        for (int t = 0; t < b->nslot; t++)
+            if (a->slot[s].buf == b->slot[t].buf && (a->slot[s].written || b->slot[t].written))
+                return 1;
+    return 0;
+}
+
+/* A kernel that may join a group: elementwise (no reduced axes), not a
+ * group yet, with work to do, writing only assign targets that it writes
+ * in place or assign values (the optimizer's updates, running statistics
+ * updated elementwise). */
+static int groupable(const struct oc_kprog *p, const struct oc_kernel *k)
+{
+    if (k->kind != OC_K_LOOP || k->rmask || oc_kir_is_group(k) || oc_kir_points(k) <= 0) return 0;
+    int nw = 0;
+    for (int s = 0; s < k->nslot; s++) {
+        if (!k->slot[s].written) continue;
+        int b = k->slot[s].buf, ok = 0;
+        for (int a = 0; a < p->nassign && !ok; a++)
+            ok = p->assign[a].value == b;
+        if (!ok) return 0;
+        nw++;
+    }
+    return nw > 0;
+}
+
+/* The number of distinct buffers of the kernels ks[0..n) plus k. */
+static int group_slots(struct oc_kernel *const *ks, int n, const struct oc_kernel *k)
+{
+    int cnt = 0;
+    for (int i = 0; i <= n; i++) {
+        const struct oc_kernel *a = i < n ? ks[i] : k;
+        for (int s = 0; s < a->nslot; s++) {
+            int dup = 0;
+            for (int j = 0; j <= i && !dup; j++) {
+                const struct oc_kernel *b = j < n ? ks[j] : k;
+                for (int t = 0; t < (j == i ? s : b->nslot) && !dup; t++) dup = b->slot[t].buf == a->slot[s].buf;
+            }
+            cnt += !dup;
+        }
+    }
+    return cnt;
+}
+
+/* Rule 4: the updates at the end of a training step (each parameter's
+ * SGD-Nesterov + weight-decay update is one elementwise kernel writing the
+ * parameter and its momentum in place) become grouped kernels, one
+ * dispatch each instead of one per parameter. Walking the schedule from
+ * its end, each groupable kernel not yet taken anchors a group at its
+ * place, and earlier groupable kernels join it, moving later to that
+ * place, when they conflict (conflict()) with no kernel from their place
+ * to the anchor: no kernel in between reads what they write or writes
+ * what they read or write, and no member shares a written buffer with
+ * another. A group holds at most OC_FUSE_GROUP_MAX members and
+ * OC_FUSE_GROUP_MAX_SLOTS distinct buffers; a group of one stays the
+ * plain kernel. Groups are applied one at a time, so each later decision
+ * sees the schedule the earlier ones made. OC_FUSE_GROUP=0 skips it. */
+static enum oc_status group_updates(struct fz *f, struct oc_kprog *p)
+{
+    const char *env = getenv("OC_FUSE_GROUP");
+    if (env && !strcmp(env, "0")) {
+        logf_(f, "group: off (OC_FUSE_GROUP=0)");
+        return OC_OK;
+    }
+    int nk = p->nkernel;
+    struct oc_kernel **mem = malloc(sizeof *mem * ((size_t)nk + 1));
+    int *pos = malloc(sizeof(int) * ((size_t)nk + 1));
+    unsigned char *in = calloc((size_t)nk + 1, 1);
+    if (!mem || !pos || !in) {
+        free(mem), free(pos), free(in);
+        return oc_err_set(f->err, OC_ERR_NOMEM, "fuse: out of memory");
+    }
+    enum oc_status st = OC_OK;
+    for (int P = p->nkernel - 1; P > 0 && !st; P--) {
+        struct oc_kernel *anchor = p->kernel[P];
+        if (!groupable(p, anchor)) continue;
+        int nm = 1;
+        mem[0] = anchor;
+        pos[0] = P;
+        memset(in, 0, (size_t)nk + 1);
+        in[P] = 1;
+        for (int i = P - 1; i >= 0; i--) {
+            struct oc_kernel *k = p->kernel[i];
+            if (!groupable(p, k)) continue;
+            if (nm >= OC_FUSE_GROUP_MAX || group_slots(mem, nm, k) > OC_FUSE_GROUP_MAX_SLOTS) {
+                logf_(f, "group: reject %s into the group at %s: full (%d members, at most %d of each "
+                      "and %d buffers)", k->name, anchor->name, nm, OC_FUSE_GROUP_MAX,
+                      OC_FUSE_GROUP_MAX_SLOTS);
+                break;
+            }
+            int j = i + 1;
+            while (j <= P && !conflict(k, p->kernel[j])) j++;
+            if (j <= P) {
+                logf_(f, "group: reject %s into the group at %s: %s %s shares a buffer that one of "
+                      "them writes", k->name, anchor->name,
+                      in[j] ? "its member" : "the kernel in between", p->kernel[j]->name);
+                continue;
+            }
+            mem[nm] = k;
+            pos[nm++] = i;
+            in[i] = 1;
+            logf_(f, "group: accept %s into the group at %s (moved %d kernel(s) later)", k->name,
+                  anchor->name, P - i);
+        }
+        if (nm < 2) continue;
+        /* members in schedule order (they were collected backwards) */
+        for (int a = 0, b = nm - 1; a < b; a++, b--) {
+            struct oc_kernel *t = mem[a];
+            mem[a] = mem[b], mem[b] = t;
+            int u = pos[a];
+            pos[a] = pos[b], pos[b] = u;
+        }
+        struct oc_kernel *gk = oc_kir_build_group(&p->arena, mem, nm, f->err);
+        if (!gk) {
+            st = f->err->code ? f->err->code : OC_ERR_NOMEM;
+            break;
+        }
+        /* the schedule without the members, the group where the anchor was */
+        int w = 0, at = -1;
+        for (int i = 0; i < p->nkernel; i++) {
+            if (in[i] && i != P) continue;
+            if (i == P) at = w;
+            p->kernel[w++] = i == P ? gk : p->kernel[i];
+        }
+        p->nkernel = w;
+        logf_(f, "group: %s runs %d update kernels (%lld rows, %d buffers) as one dispatch", gk->name,
+              nm, (long long)oc_kir_outer_extent(gk), gk->nslot);
+        P = at; /* the loop continues before the group */
+    }
+    free(mem);
+    free(pos);
+    free(in);
+    return st;
+}
+
 static enum oc_status build_program(struct fz *f, struct oc_kprog *p)
 {
     const struct oc_graph *g = f->g;
@@ -1000,6 +1144,7 @@ enum oc_status oc_pass_fuse(const struct oc_graph *g, const struct oc_fuse_opts 
         p->fusion = f.fusion;
         st = build_program(&f, p);
         if (!st && f.fusion) assign_in_place(&f, p);
+        if (!st && f.fusion) st = group_updates(&f, p);
     }
     fz_free(&f);
     if (st) {

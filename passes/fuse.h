@@ -16,13 +16,23 @@
  *     through an expanding broadcast); otherwise it is materialized once, and
  *     kernels merge only over one iteration space, where a node is computed
  *     once per point and stage.
- * (Rule 4, one kernel for the whole optimizer update across parameters of
- * different shapes, is not implemented: each parameter's update is one
- * fused kernel, which writes the parameter and its momentum in place.)
+ *  4. the optimizer update over all parameters runs in as few dispatches as
+ *     possible: each parameter's SGD-Nesterov + weight-decay update fuses
+ *     into one elementwise kernel (rules 1 and 3, siblings), which writes
+ *     the parameter and its momentum in place (below); then those kernels
+ *     - elementwise, writing only assign targets in place or assign values -
+ *     are grouped: a grouped kernel (kir.h, oc_kir_is_group) runs up to
+ *     OC_FUSE_GROUP_MAX of them, of different shapes, as one dispatch over
+ *     the concatenation of their ranges, at the place of the last one.
+ *     Members must be independent (none writes a buffer another reads or
+ *     writes), and a kernel only moves later past kernels it shares no
+ *     written buffer with. OC_FUSE_GROUP=0 in the environment disables
+ *     grouping; OC_DEBUG=2 logs every group decision. BN parameters whose
+ *     update is fused into the BN backward row kernel stay there (rule 2).
  * An assign whose value one elementwise (or per-row) kernel computes is
  * written in place when nothing reads the old value later
  * (OC_ASSIGN_INPLACE=0 keeps the copy). fusion = 0 gives one kernel per
- * primitive (and keeps every assign's copy).
+ * primitive (and keeps every assign's copy, and never groups).
  */
 #ifndef OODC_FUSE_H
 #define OODC_FUSE_H
@@ -48,6 +58,13 @@
  * (OC_SPLIT_REDUCTIONS=0 in the environment keeps it whole). */
 #define OC_FUSE_SPLIT_MIN 65536
 #define OC_FUSE_SPLIT_ROWS 64
+
+/* Bounds of a grouped kernel (rule 4): members, and distinct buffers,
+ * which become the generated CUDA function's parameters (48 pointers stay
+ * well inside the 4 KiB of kernel parameters every CUDA version allows,
+ * and keep the signature short). */
+#define OC_FUSE_GROUP_MAX 32
+#define OC_FUSE_GROUP_MAX_SLOTS 48
 
 struct oc_fuse_opts {
     int fusion; /* 0: one kernel per primitive */

@@ -776,6 +776,16 @@ static uint64_t hash_kernel(const struct oc_kernel *k)
         h = mix(h, (uint64_t)k->slot[s].numel);
         h = mix(h, (uint64_t)k->slot[s].written);
     }
+    if (oc_kir_is_group(k)) { /* the members, their segments and how their slots share buffers */
+        h = mix(h, 0x67726f7570ull); /* "group": never equal to a loop kernel's */
+        h = mix(h, (uint64_t)k->ngroup);
+        for (int i = 0; i < k->ngroup; i++) {
+            h = mix(h, k->group[i]->hash);
+            h = mix(h, (uint64_t)k->goff[i + 1]);
+            for (int s = 0; s < k->group[i]->nslot; s++) h = mix(h, (uint64_t)k->gslot[i][s]);
+        }
+        return h;
+    }
     if (k->kind != OC_K_LOOP) {
         const struct oc_node *n = k->lib;
         h = mix(h, (uint64_t)n->dtype);
@@ -846,6 +856,10 @@ static void name_kernel(struct oc_kernel *k)
     snprintf(k->sym, sizeof k->sym, "k_%016llx", (unsigned long long)k->hash);
     const char *ops[3];
     int nops = 0;
+    if (oc_kir_is_group(k)) {
+        snprintf(k->name, sizeof k->name, "k_%04x_group%d", (unsigned)(k->hash & 0xffff), k->ngroup);
+        return;
+    }
     if (k->kind != OC_K_LOOP) {
         ops[nops++] = oc_op_name(k->lib->op);
     } else {
@@ -1189,6 +1203,73 @@ struct oc_kernel *oc_kir_build_lib(struct oc_arena *a, const struct oc_graph *g,
     return k;
 }
 
+/* ---------------------------------------------------------------- groups */
+
+struct oc_kernel *oc_kir_build_group(struct oc_arena *a, struct oc_kernel *const *members, int n,
+                                     struct oc_err *err)
+{
+    if (n < 1) {
+        oc_err_set(err, OC_ERR_INVALID, "kernel IR: a group needs a member");
+        return NULL;
+    }
+    int maxslot = 0, nmember = 0;
+    for (int i = 0; i < n; i++) {
+        const struct oc_kernel *m = members[i];
+        if (m->kind != OC_K_LOOP || m->rmask || oc_kir_is_group(m)) {
+            oc_err_set(err, OC_ERR_INVALID, "kernel IR: %s cannot be a group member (not an elementwise loop kernel)",
+                       m->name);
+            return NULL;
+        }
+        maxslot += m->nslot;
+        nmember += m->nmember;
+    }
+    struct oc_kernel *k = oc_arena_alloc(a, sizeof *k);
+    struct oc_kslot *slot = oc_arena_alloc(a, sizeof *slot * (size_t)(maxslot + 1));
+    struct oc_kernel **grp = oc_arena_alloc(a, sizeof *grp * (size_t)n);
+    int64_t *goff = oc_arena_alloc(a, sizeof *goff * (size_t)(n + 1));
+    int **gslot = oc_arena_alloc(a, sizeof *gslot * (size_t)n);
+    int *member = oc_arena_alloc(a, sizeof(int) * (size_t)(nmember + 1));
+    if (!k || !slot || !grp || !goff || !gslot || !member) {
+        oc_err_set(err, OC_ERR_NOMEM, "kernel IR: out of memory");
+        return NULL;
+    }
+    int nslot = 0;
+    nmember = 0;
+    for (int i = 0; i < n; i++) {
+        const struct oc_kernel *m = members[i];
+        grp[i] = members[i];
+        goff[i + 1] = goff[i] + oc_kir_outer_extent(m);
+        gslot[i] = oc_arena_alloc(a, sizeof(int) * (size_t)(m->nslot + 1));
+        if (!gslot[i]) {
+            oc_err_set(err, OC_ERR_NOMEM, "kernel IR: out of memory");
+            return NULL;
+        }
+        for (int s = 0; s < m->nslot; s++) {
+            const struct oc_kslot *ms = &m->slot[s];
+            OC_ASSERT(ms->buf >= 0);
+            int g = 0;
+            while (g < nslot && slot[g].buf != ms->buf) g++;
+            if (g == nslot) slot[nslot++] = *ms;
+            slot[g].written |= ms->written;
+            gslot[i][s] = g;
+        }
+        memcpy(member + nmember, m->member, sizeof(int) * (size_t)m->nmember);
+        nmember += m->nmember;
+    }
+    k->kind = OC_K_LOOP;
+    k->space = oc_shape_make(1, &goff[n]);
+    k->nslot = nslot;
+    k->slot = slot;
+    k->nmember = nmember;
+    k->member = member;
+    k->ngroup = n;
+    k->group = grp;
+    k->goff = goff;
+    k->gslot = gslot;
+    name_kernel(k);
+    return k;
+}
+
 /* ---------------------------------------------------------------- queries */
 
 int oc_kir_red_perm(const struct oc_shape *in, uint32_t axes, const struct oc_shape *space,
@@ -1241,6 +1322,11 @@ int64_t oc_kir_outer_extent(const struct oc_kernel *k)
 
 int64_t oc_kir_points(const struct oc_kernel *k)
 {
+    if (oc_kir_is_group(k)) {
+        int64_t n = 0;
+        for (int i = 0; i < k->ngroup; i++) n += oc_kir_points(k->group[i]);
+        return n;
+    }
     if (k->kind == OC_K_LOOP) return oc_shape_numel(&k->space);
     return oc_shape_numel(&k->lib_shape[0]);
 }
@@ -1283,6 +1369,20 @@ void oc_kir_print(const struct oc_kernel *k, FILE *f)
         fprintf(f, " library %s %s = %s(%s, %s)\n", oc_op_name(k->lib->op),
                 SHP(k->lib_shape[0]), oc_op_name(k->lib->op), SHP(k->lib_shape[1]),
                 SHP(k->lib_shape[2]));
+        return;
+    }
+    if (oc_kir_is_group(k)) {
+        fprintf(f, " group of %d over %lld rows\n", k->ngroup, (long long)k->goff[k->ngroup]);
+        for (int s = 0; s < k->nslot; s++)
+            fprintf(f, "  s%d: %s %s[%lld] node %%%d\n", s, k->slot[s].written ? "out" : "in ",
+                    oc_dtype_name(k->slot[s].dtype), (long long)k->slot[s].numel, k->slot[s].node);
+        for (int i = 0; i < k->ngroup; i++) {
+            fprintf(f, "  member %d: rows [%lld, %lld), slots", i, (long long)k->goff[i],
+                    (long long)k->goff[i + 1]);
+            for (int s = 0; s < k->group[i]->nslot; s++) fprintf(f, " s%d", k->gslot[i][s]);
+            fputs(":\n", f);
+            oc_kir_print(k->group[i], f);
+        }
         return;
     }
     fprintf(f, " space %s", SHP(k->space));

@@ -21,6 +21,9 @@
  * constant, data-dependent indices) with known ranges, so the layout ops
  * (reshape, permute, broadcast, slice, pad, concat) compose into affine
  * maps whenever they are affine.
+ *
+ * A grouped kernel (fusion rule 4) runs several independent elementwise
+ * loop kernels of different shapes as one dispatch; see oc_kir_is_group.
  */
 #ifndef OODC_KIR_H
 #define OODC_KIR_H
@@ -166,7 +169,33 @@ struct oc_kernel {
     struct oc_kslot *slot;
     int nmember; /* graph nodes materialized or reduced here */
     int *member;
+
+    /* grouped kernels (fusion rule 4, oc_kir_build_group): ngroup > 0.
+     * Member i is an ordinary elementwise loop kernel; it covers the
+     * segment [goff[i], goff[i + 1]) of the group's flat range, which is
+     * the concatenation of the members' chunked outer ranges
+     * (oc_kir_outer_extent), and its slot s is the group's slot
+     * gslot[i][s]. 0 for every other kernel. */
+    int ngroup;
+    struct oc_kernel **group;
+    int64_t *goff;   /* ngroup + 1 offsets, goff[0] = 0 */
+    int **gslot;
 };
+
+/* A grouped kernel is several independent elementwise loop kernels of
+ * different shapes run as ONE dispatch over the concatenation of their
+ * chunked outer ranges: a chunk [begin, end) of the group runs, for each
+ * member, the part of the member's segment it intersects (rebased to the
+ * member's own range). It keeps kind OC_K_LOOP, so every path that tells
+ * generated kernels from library calls keeps working, with a rank-1
+ * space [goff[ngroup]] and rmask 0 (oc_kir_outer_extent and
+ * oc_kir_chunk_axes give the sum without a special case) and no values,
+ * stores or reductions of its own: the backends generate it from its
+ * members (codegen/llvm-emit.c, codegen/cuda-emit.c). Its slots are the
+ * members' program buffers, one slot per distinct buffer: a buffer that a
+ * member reads and writes in place (an assign written in place) is one
+ * written slot of the group, passed to both of that member's slots. */
+static inline int oc_kir_is_group(const struct oc_kernel *k) { return k->ngroup > 0; }
 
 /* The axes of the outer (row) loops, in order. Returns their count. */
 int oc_kir_outer_axes(const struct oc_kernel *k, int *axes);
@@ -179,7 +208,7 @@ int oc_kir_chunk_axes(const struct oc_kernel *k);
 /* Extent of the chunked loop: the product of the chunked axes' extents
  * (1 when there are none). */
 int64_t oc_kir_outer_extent(const struct oc_kernel *k);
-/* Number of points of the space (work estimate). */
+/* Number of points of the space (work estimate; a group's members' sum). */
 int64_t oc_kir_points(const struct oc_kernel *k);
 /* Whether a reduction over `axes` of a tensor of shape `in` can run in a
  * loop kernel over `space` reducing `rmask`: 1 when the order-preserving
@@ -230,6 +259,12 @@ struct oc_kernel *oc_kir_build_loop(struct oc_arena *a, const struct oc_graph *g
  * buffers). */
 struct oc_kernel *oc_kir_build_lib(struct oc_arena *a, const struct oc_graph *g, int node,
                                    struct oc_err *err);
+/* A grouped kernel of the n >= 1 members: elementwise loop kernels (rmask
+ * 0, not groups) whose slots carry their program buffers (slot[].buf >= 0,
+ * as in a built program). Nothing is checked about their independence:
+ * that is fusion's call (passes/fuse.c). The members are not copied. */
+struct oc_kernel *oc_kir_build_group(struct oc_arena *a, struct oc_kernel *const *members, int n,
+                                     struct oc_err *err);
 
 /* The value a splat constant or pad value takes in dtype dt (f32 rounding,
  * integer truncation and clamping, as the interpreter stores it). */

@@ -10,8 +10,12 @@
  * elementwise kernel (no reduced axes) a result may take over a dying
  * operand of the same size when every read of that operand is at the very
  * index the result is written at, and that read is part of the stored
- * value (so it is emitted before the store). Params, state, inputs, consts,
- * outputs and assign values are pinned outside the arena.
+ * value (so it is emitted before the store). A grouped kernel (kir.h)
+ * never reuses in place: its members run in no particular order, so one
+ * member's result may not take over another's operand (fusion only groups
+ * kernels that write pinned buffers anyway); its slots, the members'
+ * buffers, give its liveness like any kernel's. Params, state, inputs,
+ * consts, outputs and assign values are pinned outside the arena.
  */
 #include "kir.h"
 
@@ -43,7 +47,7 @@ static int reaches_val(const struct oc_kval *v, const struct oc_kval *want, unsi
 /* Can store `st` of kernel k overwrite input slot `in` in place? */
 static int inplace_ok(const struct oc_kernel *k, const struct oc_kstore *st, int in)
 {
-    if (k->kind != OC_K_LOOP || k->rmask || st->stage >= 0) return 0;
+    if (k->kind != OC_K_LOOP || oc_kir_is_group(k) || k->rmask || st->stage >= 0) return 0;
     const struct oc_kval *load = NULL;
     for (int i = 0; i < k->nval; i++) {
         const struct oc_kval *v = k->vals[i];
