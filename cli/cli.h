@@ -22,6 +22,7 @@ int oc_cmd_compile(int argc, char **argv);    /* compile --checkpoint FILE --sco
 int oc_bench_train(int argc, char **argv);
 int oc_bench_heads(int argc, char **argv);
 int oc_bench_scorer(int argc, char **argv);
+int oc_bench_conv(int argc, char **argv);
 
 /* Prints "oodc <verb>: message" to stderr; returns 2 (usage/input error). */
 int oc_cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

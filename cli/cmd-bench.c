@@ -16,6 +16,7 @@ static const struct bench benches[] = {
     {"heads", oc_bench_heads, "forward+backward of the OOD heads, fused vs unfused vs PyTorch"},
     {"train", oc_bench_train, "Wide ResNet training step and forward images/s vs PyTorch"},
     {"scorer", oc_bench_scorer, "compiled scorer latency and throughput vs PyTorch"},
+    {"conv", oc_bench_conv, "WRN convolutions per layer shape: im2col + OpenBLAS vs oneDNN"},
 };
 
 int oc_cmd_bench(int argc, char **argv)

@@ -251,6 +251,22 @@ static void sb_json_str(struct sbuf *b, const char *s)
     sb_printf(b, "\"");
 }
 
+/* fsyncs the directory holding path (best effort: some file systems refuse
+ * it, and the data itself is already synced). */
+static void sync_dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) > 0 ? (int)(slash - path) : 1, path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return;
+    (void)fsync(fd);
+    close(fd);
+}
+
 /* Writes text to path through a temp file and a rename. */
 static enum oc_status write_atomic(const char *path, const char *text, struct oc_err *err)
 {
@@ -281,6 +297,7 @@ static enum oc_status write_atomic(const char *path, const char *text, struct oc
         s = oc_err_set(err, OC_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     if (s) unlink(tmp);
     free(tmp);
+    if (!s) sync_dir_of(path); /* the rename itself survives a power loss */
     return s;
 }
 
@@ -474,6 +491,16 @@ static enum oc_status set_scalar(struct oc_exec *ex, const char *name, enum oc_d
 }
 
 /* One epoch of training steps. */
+/* Where a stopped run leaves the user: the checkpoint that is kept. */
+static void kept_checkpoint(const struct run *R, char *where, size_t n)
+{
+    if (R->last_ck_epoch >= 1)
+        snprintf(where, n, "the last good checkpoint (epoch %d) is kept in %s", R->last_ck_epoch,
+                 R->ck_path);
+    else
+        snprintf(where, n, "no checkpoint was written");
+}
+
 static enum oc_status run_epoch(struct run *R, struct oc_train_result *res, double *loss_out,
                                 double *acc_out, double *ips_out, struct oc_err *err)
 {
@@ -496,8 +523,20 @@ static enum oc_status run_epoch(struct run *R, struct oc_train_result *res, doub
         if ((s = oc_exec_set(R->tx, "x", &xb, err)) || (s = oc_exec_set(R->tx, "labels", &lb, err)) ||
             (s = set_scalar(R->tx, "lr", OC_F32, lr, err)) ||
             (s = set_scalar(R->tx, "step", OC_I32, (double)R->step, err)) ||
-            (s = oc_exec_run(R->tx, R->c->seed, err)))
+            (s = oc_exec_run(R->tx, R->c->seed, err))) {
+            if (s == OC_ERR_NUMERIC) {
+                /* OC_CHECK_NUMERICS stopped the step: say where in training */
+                char msg[sizeof err->msg], where[256];
+                snprintf(msg, sizeof msg, "%s", err->msg);
+                oc_err_clear(err);
+                kept_checkpoint(R, where, sizeof where);
+                return oc_err_set(err, OC_ERR_NUMERIC,
+                                  "training diverged at epoch %d, step %" PRId64 "/%" PRId64
+                                  " (global step %" PRId64 ", lr %g): %s; stopped: %s",
+                                  epoch + 1, k + 1, R->nbatches, R->step + 1, lr, msg, where);
+            }
             return s;
+        }
         struct oc_buf lo = {0}, co = {0};
         if ((s = oc_exec_get(R->tx, "loss", &lo, err)) || (s = oc_exec_get(R->tx, "correct", &co, err))) {
             oc_buf_free(&lo);
@@ -509,14 +548,12 @@ static enum oc_status run_epoch(struct run *R, struct oc_train_result *res, doub
         oc_buf_free(&co);
         if (!isfinite(loss)) {
             char where[256];
-            if (R->last_ck_epoch >= 1)
-                snprintf(where, sizeof where, "the last good checkpoint (epoch %d) is kept in %s",
-                         R->last_ck_epoch, R->ck_path);
-            else
-                snprintf(where, sizeof where, "no checkpoint was written");
+            kept_checkpoint(R, where, sizeof where);
             return oc_err_set(err, OC_ERR_NUMERIC,
                               "training diverged: the loss is %s at epoch %d, step %" PRId64 "/%" PRId64
-                              " (global step %" PRId64 ", lr %g); stopped: %s",
+                              " (global step %" PRId64 ", lr %g); stopped: %s; rerun with "
+                              "OC_CHECK_NUMERICS=1 (oodc --check-numerics) to name the first kernel "
+                              "and graph node that produced it",
                               isnan(loss) ? "NaN" : "infinite", epoch + 1, k + 1, R->nbatches,
                               R->step + 1, lr, where);
         }

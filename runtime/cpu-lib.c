@@ -13,6 +13,10 @@
  * kept the second core idle on the WRN layer shapes (M = 16..128 output
  * channels), where splitting over images runs both. Without OpenBLAS a
  * plain triple loop stands in (slow but exact enough for tests).
+ * f32 convolutions that measured faster through oneDNN run in cpu-dnnl.c
+ * instead (OC_CONV=auto|im2col|dnnl; the executor asks it first); f64
+ * ones always come here. The AOT scorers keep their own im2col + OpenBLAS
+ * (runtime/aot-rt/): their artifacts do not depend on oneDNN.
  */
 #include "cpu-impl.h"
 

@@ -21,6 +21,7 @@
  * (eager runs only) for oc_cuda_exec_profile.
  */
 #include "cuda-impl.h"
+#include "numerics.h"
 #include "runtime.h"
 
 #include "../passes/fuse.h"
@@ -60,6 +61,7 @@ struct oc_cuda_exec {
     void *graph_exec;
     int captured;
     int debug, nruns;
+    int numerics; /* OC_CHECK_NUMERICS, read at compile: copy back and scan every kernel's output */
 };
 
 static int env_int(const char *name, int dflt)
@@ -166,6 +168,7 @@ enum oc_status oc_cuda_exec_new(const struct oc_graph *g, const struct oc_cuda_e
     struct oc_cuda_exec *ex = calloc(1, sizeof *ex);
     if (!ex) return oc_err_set(err, OC_ERR_NOMEM, "cuda exec: out of memory");
     ex->o = o;
+    if ((ex->numerics = oc_numerics_enabled())) ex->o.graph = 0; /* the check runs between launches */
     ex->debug = o.debug;
     enum oc_status st = OC_OK;
     if (o.cu) {
@@ -380,6 +383,7 @@ static enum oc_status enqueue_step(struct oc_cuda_exec *ex, int timed, struct oc
         if (timed && (st = oc_cuda_timer_start(ex->cu, ex->kt[i], err))) return st;
         if ((st = run_kernel(ex, i, err))) return st;
         if (timed && (st = oc_cuda_timer_stop(ex->cu, ex->kt[i], err))) return st;
+        if (ex->numerics && (st = oc_numerics_check_cuda(ex->cu, p, i, ex->bufp, err))) return st;
     }
     for (int i = 0; i < g->noutputs; i++) {
         if (!ex->snap_needed[i]) continue;

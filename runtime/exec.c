@@ -16,6 +16,8 @@
 #include "../passes/fuse.h"
 #include "cpu-impl.h"
 #include "cuda-impl.h"
+#include "numerics.h"
+#include "cpu-dnnl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,7 @@ struct oc_exec {
     void **pinned; /* per buffer: its own allocation, or NULL */
     unsigned char *arena;
     void *scratch;
+    struct oc_dnnl *dnnl; /* the convolutions run by oneDNN (cpu-dnnl.c) */
     size_t scratch_bytes;
     unsigned char *bound; /* per buffer: input/param/state holds a value */
     struct oc_buf *snap;  /* per output: value at the start of the step (assigned params) */
@@ -55,6 +58,7 @@ struct oc_exec {
     double *ktime;
     long *kcalls;
     int debug, poison, profile, nruns;
+    int numerics; /* OC_CHECK_NUMERICS, read at compile: scan every kernel's output */
 };
 
 static int env_int(const char *name, int dflt)
@@ -219,6 +223,7 @@ enum oc_status oc_compile(const struct oc_graph *g, const char *device,
     ex->debug = o.debug;
     ex->poison = o.poison;
     ex->profile = o.profile || o.debug >= 1;
+    ex->numerics = oc_numerics_enabled();
     enum oc_status st = OC_OK;
     ex->g = oc_graph_clone(g);
     if (!ex->g) {
@@ -295,6 +300,9 @@ enum oc_status oc_compile(const struct oc_graph *g, const char *device,
         st = oc_err_set(err, OC_ERR_NOMEM, "compile: out of memory for convolution scratch");
         goto fail;
     }
+    st = oc_dnnl_new(&ex->dnnl, p->kernel, p->nkernel, oc_pool_size(ex->rt->pool), OC_CONV_ENV,
+                     ex->debug, err);
+    if (st) goto fail;
     /* outputs reading a param/state that an assign overwrites */
     for (int i = 0; i < g->noutputs; i++)
         for (int a = 0; a < p->nassign; a++)
@@ -367,7 +375,8 @@ static void run_kernel(struct oc_exec *ex, int i)
 {
     const struct oc_kernel *k = ex->prog->kernel[i];
     if (k->kind != OC_K_LOOP) {
-        oc_cpu_lib_run(k, ex->args[i], ex->scratch, ex->rt->pool);
+        if (!oc_dnnl_run(ex->dnnl, i, ex->args[i], ex->rt->pool))
+            oc_cpu_lib_run(k, ex->args[i], ex->scratch, ex->rt->pool);
         return;
     }
     int64_t outer = oc_kir_outer_extent(k), points = oc_kir_points(k);
@@ -424,6 +433,8 @@ enum oc_status oc_exec_run(struct oc_exec *ex, uint64_t seed, struct oc_err *err
         } else {
             run_kernel(ex, i);
         }
+        enum oc_status ns = ex->numerics ? oc_numerics_check_host(p, i, ex->bufp, err) : OC_OK;
+        if (ns) return ns;
     }
     for (int i = 0; i < g->noutputs; i++) {
         if (!ex->snap_needed[i]) continue;
@@ -562,6 +573,7 @@ void oc_exec_free(struct oc_exec *ex)
     free(ex->pinned);
     free(ex->arena);
     free(ex->scratch);
+    oc_dnnl_free(ex->dnnl);
     free(ex->bound);
     free(ex->snap);
     free(ex->snap_needed);

@@ -252,6 +252,12 @@ static int disk_read(const char *path, struct oc_kkey key, void **data, size_t *
         snprintf(why, n, "format %u, expected %u", get_u32(h + 8), FORMAT);
         goto out;
     }
+    /* the checksum covers only the payload: every other header byte is
+     * checked on its own, so a flipped bit anywhere is caught */
+    if (get_u32(h + 12) != 0) {
+        snprintf(why, n, "reserved header bytes are not zero");
+        goto out;
+    }
     if (get_u64(h + 16) != key.h[0] || get_u64(h + 24) != key.h[1]) {
         snprintf(why, n, "key mismatch");
         goto out;

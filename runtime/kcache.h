@@ -8,8 +8,8 @@
  * hit. Lookups try memory, then the directory; stores go to both.
  *
  * On disk one file per entry, <dir>/<32 hex digits>.bin: a header (magic,
- * format version, the key, the payload size and a 64-bit checksum of the
- * payload) then the payload. Files are written to a temporary name in the
+ * format version, 4 reserved bytes that must be zero, the key, the payload
+ * size and a 64-bit checksum of the payload) then the payload. Files are written to a temporary name in the
  * same directory and renamed into place, so a reader sees a whole entry or
  * none, and concurrent writers of one key are harmless. An entry whose
  * header, key, size or checksum does not match is reported (OC_DEBUG >= 1),

@@ -23,7 +23,11 @@
  *
  * Knobs (environment, as in CONVENTIONS.md): OC_FUSION=0 turns fusion off;
  * OC_DEBUG=1 prints the kernels and, when the executable is freed, a
- * per-kernel timing profile; 2 adds the fusion decisions; 3 the LLVM IR.
+ * per-kernel timing profile; 2 adds the fusion decisions; 3 the LLVM IR;
+ * OC_CHECK_NUMERICS=1 scans every kernel's output and fails the run with
+ * OC_ERR_NUMERIC at the first NaN/Inf, naming the kernel, the graph node,
+ * the element and the value (runtime/numerics.h); OC_FUSE_GROUP=0 keeps the
+ * optimizer's update kernels apart (fusion rule 4, passes/fuse.h).
  */
 #ifndef OODC_RUNTIME_H
 #define OODC_RUNTIME_H

@@ -5,7 +5,15 @@
  * non-negative integers) and reports the header byte offset of anything
  * else; then it validates the tensor table against the byte buffer. The
  * writer builds the header in memory, lays the data out aligned, and commits
- * through a temp file + fsync + rename.
+ * through a temp file + fsync + rename (+ fsync of the folder), so a process
+ * killed at any moment leaves the previous file or the new one, whole, and
+ * at most a stale "PATH.tmp.PID" (the trainer removes those of dead
+ * processes). The temp name is per process: two threads of one process
+ * must not write the same path at once.
+ *
+ * OC_CKPT_SLOW_WRITE=N (tests only: tests/ood/test-crash-safety.c) writes
+ * in pieces of N bytes with a 0.1 ms pause after each, so that a SIGKILL
+ * sent at a random moment lands inside the write.
  */
 #include "safetensors.h"
 
@@ -14,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The reference implementation refuses headers above 100 MB. */
@@ -809,19 +818,37 @@ static enum oc_status check_inputs(const char *path, const struct oc_st_tensor *
     return OC_OK;
 }
 
-static int write_all(int fd, const void *p, size_t n)
+/* Writes n bytes, retrying short writes. piece > 0 (OC_CKPT_SLOW_WRITE)
+ * writes at most piece bytes per call and pauses after each, so that a
+ * crash-safety test's SIGKILL, sent at a random moment, lands inside the
+ * write rather than almost always between two files. */
+static int write_all(int fd, const void *p, size_t n, size_t piece)
 {
     const char *c = p;
+    size_t most = piece ? piece : (size_t)1 << 30;
     while (n) {
-        ssize_t w = write(fd, c, n > (1u << 30) ? (1u << 30) : n);
+        ssize_t w = write(fd, c, n > most ? most : n);
         if (w < 0) {
             if (errno == EINTR) continue;
             return -1;
         }
+        if (w == 0) {
+            errno = EIO; /* no progress on a regular file: never loop forever */
+            return -1;
+        }
         c += w;
         n -= (size_t)w;
+        if (piece) nanosleep(&(struct timespec){0, 100000}, NULL);
     }
     return 0;
+}
+
+/* OC_CKPT_SLOW_WRITE=N: the piece size above (0: off, the default). */
+static size_t slow_write_piece(void)
+{
+    const char *s = getenv("OC_CKPT_SLOW_WRITE");
+    long v = s && *s ? atol(s) : 0;
+    return v > 0 ? (size_t)v : 0;
 }
 
 /* The directory part of path ("." when none), malloc'd. */
@@ -927,10 +954,11 @@ enum oc_status oc_st_write(const char *path, const struct oc_st_tensor *tensors,
     }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
-    int bad = write_all(fd, len8, 8) || write_all(fd, h.p, h.n);
+    size_t piece = slow_write_piece();
+    int bad = write_all(fd, len8, 8, piece) || write_all(fd, h.p, h.n, piece);
     for (int k = 0; !bad && k < n; k++) {
         const struct oc_st_tensor *t = &tensors[by_layout[k]];
-        if (t->nbytes) bad = write_all(fd, t->data, t->nbytes);
+        if (t->nbytes) bad = write_all(fd, t->data, t->nbytes, piece);
     }
     const char *what = "write";
     if (!bad && fsync(fd)) bad = 1, what = "fsync";

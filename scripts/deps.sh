@@ -4,7 +4,7 @@
 # Usage: scripts/deps.sh [build|run|all]   (default: all)
 set -euo pipefail
 
-build_pkgs=(gcc make cmake pkg-config libcriterion-dev llvm-dev zlib1g-dev libopenblas-dev libstb-dev)
+build_pkgs=(gcc make cmake pkg-config libcriterion-dev llvm-dev zlib1g-dev libopenblas-dev libstb-dev libdnnl-dev)
 run_pkgs=(dataset-fashion-mnist lomiri-wallpapers-16.04)
 
 case "${1:-all}" in

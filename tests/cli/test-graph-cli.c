@@ -197,3 +197,26 @@ Test(graph_cli, bad_inputs_are_exit_2)
     cr_assert(strstr(slurp("err.txt"), "nosuch"), "%s", slurp("err.txt"));
     cr_assert_eq(oodc("--help"), 0);
 }
+
+/* The global options before the verb set the debug knobs: --debug 2 makes a
+ * compiling verb log its fusion decisions, which it does not do without. */
+Test(graph_cli, global_options)
+{
+    const char *bench = "bench heads --heads ce --batches 128 --repeats 3 --budget 0.05 --no-peer"
+                        " --no-unfused";
+    char args[512];
+    snprintf(args, sizeof args, "--debug 2 %s", bench);
+    cr_assert_eq(oodc(args), 0, "%s", slurp("err.txt"));
+    cr_assert(strstr(slurp("err.txt"), "fuse: inline"), "no fusion decisions logged:\n%s",
+              slurp("err.txt"));
+    cr_assert_eq(oodc(bench), 0, "%s", slurp("err.txt"));
+    cr_assert_null(strstr(slurp("err.txt"), "fuse: "), "%s", slurp("err.txt"));
+
+    cr_assert_eq(oodc("--debug"), 2);
+    cr_assert(strstr(slurp("err.txt"), "--debug needs a value"), "%s", slurp("err.txt"));
+    cr_assert_eq(oodc("--debug x graph"), 2);
+    cr_assert(strstr(slurp("err.txt"), "'x'"), "%s", slurp("err.txt"));
+    cr_assert_eq(oodc("--no-cache --bogus graph"), 2);
+    cr_assert(strstr(slurp("err.txt"), "unknown global option '--bogus'"), "%s", slurp("err.txt"));
+    cr_assert_eq(oodc("--no-cache --check-numerics --help"), 0);
+}
