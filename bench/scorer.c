@@ -93,7 +93,8 @@ static int time_calls(struct lib *l, const float *x, int n, int calls, int repea
 {
     void *s = l->create();
     if (!s) {
-        oc_bench_fmt(why, nwhy, "oc_scorer_create failed");
+        const char *e = l->error(NULL); /* why this thread's last create failed */
+        oc_bench_fmt(why, nwhy, "oc_scorer_create: %s", e ? e : "failed");
         return -1;
     }
     float *sc = malloc(sizeof(float) * (size_t)n);

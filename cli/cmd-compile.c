@@ -6,8 +6,9 @@
  * way `oodc eval` does.
  *
  * Exit codes: 0 done; 2 usage or input error (bad flag, unknown scorer, a
- * checkpoint that cannot be read, --target cuda in a build without it);
- * 1 failure while building (LLVM, the C compiler, the file system).
+ * checkpoint that cannot be read, --target cuda in a build without the
+ * CUDA backend or where NVRTC cannot be loaded); 1 failure while building
+ * (LLVM, NVRTC compiling a kernel, the C compiler, the file system).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,6 +32,8 @@ static void compile_usage(FILE *f)
             "scorer.h (the C API), libscorer.so and scorer.o (kernels, weights, runtime),\n"
             "README, CMakeLists.txt, scorer.pc and example.c. A C program then scores\n"
             "images with it without oodc; see DIR/README. The scores equal `oodc eval`'s.\n"
+            "Target cuda: the same API; PTX kernels compiled by NVRTC, run through the\n"
+            "CUDA driver API and cuBLAS (loaded with dlopen when the scorer is created).\n"
             "\n"
             "  --checkpoint FILE    a checkpoint written by oodc train (or oodc run)\n"
             "  --scorer NAME        one of:");
@@ -40,6 +43,8 @@ static void compile_usage(FILE *f)
             "  --T t                temperature of baseline+t and odin (default 1)\n"
             "  --eps e              input perturbation of odin and mahalanobis (default 0)\n"
             "  --target cpu|cuda    (default cpu)\n"
+            "  --arch sm_XY         cuda: PTX for compute_XY, runs on sm_XY and newer\n"
+            "                       (default sm_80)\n"
             "  --batch N            the most images per call (default 1)\n"
             "  --out DIR            output folder (created)\n"
             "  --native             generate the kernels for this machine's CPU (default:\n"
@@ -141,6 +146,8 @@ int oc_cmd_compile(int argc, char **argv)
             out = v;
         } else if (oc_cli_flag(argc, argv, &i, "--target", &v, &missing)) {
             o.target = v;
+        } else if (oc_cli_flag(argc, argv, &i, "--arch", &v, &missing)) {
+            o.arch = v;
         } else if (oc_cli_flag(argc, argv, &i, "--cpu", &v, &missing)) {
             o.cpu = v;
         } else if (oc_cli_flag(argc, argv, &i, "--features", &v, &missing)) {
@@ -177,9 +184,16 @@ int oc_cmd_compile(int argc, char **argv)
     if (!out) return oc_cli_usage_error("compile", "--out DIR is required");
     if (strcmp(o.target, "cpu") && strcmp(o.target, "cuda"))
         return oc_cli_usage_error("compile", "--target: '%s' is not cpu or cuda", o.target);
-    if (!strcmp(o.target, "cuda"))
-        return oc_cli_usage_error("compile", "--target cuda: not built yet in this version of oodc "
-                                             "(use --target cpu)");
+    int cuda = !strcmp(o.target, "cuda");
+    if (cuda && (o.native || o.cpu || o.features || !o.blas))
+        return oc_cli_usage_error("compile", "--native, --cpu, --features and --no-blas are for --target cpu");
+    if (o.arch && !cuda) return oc_cli_usage_error("compile", "--arch is for --target cuda");
+    if (cuda) {
+        struct oc_err e = {0};
+        int sm = 0;
+        if (oc_aot_cuda_arch(o.arch, &sm, &e) || oc_aot_cuda_check(sm, NULL, 0, &e))
+            return oc_cli_usage_error("compile", "%s", e.msg);
+    }
     if (o.native && (o.cpu || o.features))
         return oc_cli_usage_error("compile", "--native and --cpu/--features exclude each other");
     const struct oc_scorer *s = oc_scorer_find(o.scorer);

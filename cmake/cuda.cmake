@@ -89,3 +89,31 @@ if(OC_CUDA AND CUDAToolkit_FOUND)
 else()
   message(STATUS "CUDA toolkit not found (or OC_CUDA=OFF): the CUDA backend is a stub")
 endif()
+
+# ---- begin: oodc compile --target cuda tests (tests/ood/test-aot-cuda.c) ----
+# A stand-in driver + cuBLAS library (tests/ood/aot-fake-cuda.c, over the
+# host emulation runtime/cuda-emu.c) that runs a compiled cuda scorer's
+# launcher without a GPU, and ptxas (when the toolkit has it) to check the
+# embedded PTX.
+if(OC_TESTS AND TARGET test-ood-aot-cuda)
+  add_library(oc_aot_fake_cuda SHARED ${CMAKE_SOURCE_DIR}/tests/ood/aot-fake-cuda.c
+    ${CMAKE_SOURCE_DIR}/runtime/cuda-emu.c ${CMAKE_SOURCE_DIR}/ir/base.c)
+  set_target_properties(oc_aot_fake_cuda PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests
+    C_VISIBILITY_PRESET hidden)
+  target_link_libraries(oc_aot_fake_cuda PRIVATE ${CMAKE_DL_LIBS} ${M_LIB})
+  if(OC_SANITIZE)
+    # it is loaded into the plain (unsanitized) programs the test builds with cc
+    target_compile_options(oc_aot_fake_cuda PRIVATE -fno-sanitize=all)
+    target_link_options(oc_aot_fake_cuda PRIVATE -fno-sanitize=all)
+  endif()
+  if(OC_HOST_CXX)
+    target_compile_definitions(oc_aot_fake_cuda PRIVATE OC_HOST_CXX="${OC_HOST_CXX}")
+  endif()
+  add_dependencies(test-ood-aot-cuda oc_aot_fake_cuda)
+  target_compile_definitions(test-ood-aot-cuda PRIVATE OC_AOT_FAKE_CUDA="$<TARGET_FILE:oc_aot_fake_cuda>")
+  find_program(OC_PTXAS ptxas HINTS ${CUDAToolkit_BIN_DIR} /usr/local/cuda/bin)
+  if(OC_PTXAS)
+    target_compile_definitions(test-ood-aot-cuda PRIVATE OC_PTXAS="${OC_PTXAS}")
+  endif()
+endif()
+# ---- end: oodc compile --target cuda tests ----

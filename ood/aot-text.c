@@ -2,7 +2,9 @@
  * header scorer.h (the API and the constants of this artifact), the README,
  * a CMakeLists.txt, a pkg-config file and an example program. Each is a
  * pure function of struct oc_aot_desc: no paths, dates or host names, so
- * the same inputs give the same bytes.
+ * the same inputs give the same bytes. Both targets (cpu, cuda) share
+ * every file and the whole API; only the words about the kernels, the
+ * run-time dependencies and the environment differ.
  */
 #include "aot.h"
 
@@ -54,15 +56,22 @@ static void command_line(FILE *f, const struct oc_aot_desc *d)
     fprintf(f, "oodc compile --checkpoint CHECKPOINT --scorer %s", d->scorer);
     if (d->uses_T) fprintf(f, " --T %s", NUM(d->T));
     if (d->uses_eps) fprintf(f, " --eps %s", NUM(d->eps));
-    fprintf(f, " --target cpu --batch %d", d->batch);
-    if (d->native) fprintf(f, " --native");
-    else if (strcmp(d->cpu, "x86-64-v3")) fprintf(f, " --cpu %s", d->cpu);
-    if (!d->blas && d->blas_available) fprintf(f, " --no-blas");
+    if (d->cuda) {
+        fprintf(f, " --target cuda --arch sm_%d --batch %d", d->sm, d->batch);
+    } else {
+        fprintf(f, " --target cpu --batch %d", d->batch);
+        if (d->native) fprintf(f, " --native");
+        else if (strcmp(d->cpu, "x86-64-v3")) fprintf(f, " --cpu %s", d->cpu);
+        if (!d->blas && d->blas_available) fprintf(f, " --no-blas");
+    }
     fprintf(f, " --out DIR");
 }
 
 static const char *deps(const struct oc_aot_desc *d)
 {
+    if (d->cuda)
+        return "libc, libm, libdl and pthreads; oc_scorer_create loads the\n"
+               " * NVIDIA driver (libcuda.so.1) and cuBLAS (libcublas.so.13 or .12) with dlopen";
     return d->blas ? "libc, libm, pthreads and OpenBLAS (libopenblas.so.0: the\n"
                      " * convolutions and matrix products of the model are GEMM calls)"
                    : "libc, libm and pthreads (built without BLAS: convolutions\n"
@@ -90,14 +99,17 @@ char *oc_aot_header_text(const struct oc_aot_desc *d)
                                ? " (input perturbation: one gradient pass, then the scoring pass)"
                                : "");
     }
-    fprintf(f,
-            " * Checkpoint: content hash %016llx\n"
-            " * Target:     cpu %s (%s), batch of at most %d images\n"
-            " *\n",
-            (unsigned long long)d->ck_hash, d->cpu, d->triple, d->batch);
+    fprintf(f, " * Checkpoint: content hash %016llx\n", (unsigned long long)d->ck_hash);
+    if (d->cuda)
+        fprintf(f, " * Target:     cuda, PTX for compute_%d (NVIDIA GPUs sm_%d and newer), batch of\n"
+                   " *             at most %d images\n *\n",
+                d->sm, d->sm, d->batch);
+    else
+        fprintf(f, " * Target:     cpu %s (%s), batch of at most %d images\n *\n", d->cpu, d->triple, d->batch);
     fprintf(f,
             " * Usage:\n"
             " *   struct oc_scorer *s = oc_scorer_create();\n"
+            " *   if (!s) fprintf(stderr, \"%%s\\n\", oc_scorer_error(NULL));\n"
             " *   float scores[n]; int cls[n];\n"
             " *   if (oc_scorer_score(s, images, n, scores, cls) < 0)\n"
             " *       fprintf(stderr, \"%%s\\n\", oc_scorer_error(s));\n"
@@ -107,15 +119,12 @@ char *oc_aot_header_text(const struct oc_aot_desc *d)
             " *\n"
             " * Scores are confidences: higher means more in-distribution. They equal\n"
             " * `oodc eval`'s scores for this checkpoint and scorer (same graphs, same\n"
-            " * precision; within about 1e-5). The images are raw pixels: the scorer applies\n"
-            " * the normalization of the training data itself.\n"
+            " * precision; within about %s).\n"
+            " * The images are raw pixels: the scorer applies the normalization of the\n"
+            " * training data itself.\n"
             " *\n"
             " * Run-time dependencies: %s.\n"
-            " * Threads: all online cores; the environment variable OC_SCORER_THREADS=N\n"
-            " * sets another number when oc_scorer_create is called. The scorer splits\n"
-            " * its convolutions over its own threads, so with more than one it sets\n"
-            " * OpenBLAS to one thread (a process-wide setting). One scorer must not be\n"
-            " * used by two threads at once; create one per thread instead.\n"
+            "%s"
             " */\n"
             "#ifndef OC_SCORER_H_INCLUDED\n"
             "#define OC_SCORER_H_INCLUDED\n"
@@ -124,7 +133,16 @@ char *oc_aot_header_text(const struct oc_aot_desc *d)
             "extern \"C\" {\n"
             "#endif\n"
             "\n",
-            deps(d));
+            d->cuda ? "1e-4: the GPU's own math library" : "1e-5", deps(d),
+            d->cuda ? " * GPU: device 0, or OC_SCORER_CUDA_DEVICE=N when oc_scorer_create is called.\n"
+                      " * Images and results are host arrays; each call copies the images in,\n"
+                      " * runs the kernels on the scorer's own stream and waits for the results.\n"
+                      " * One scorer must not be used by two threads at once; create one per thread.\n"
+                    : " * Threads: all online cores; the environment variable OC_SCORER_THREADS=N\n"
+                      " * sets another number when oc_scorer_create is called. The scorer splits\n"
+                      " * its convolutions over its own threads, so with more than one it sets\n"
+                      " * OpenBLAS to one thread (a process-wide setting). One scorer must not be\n"
+                      " * used by two threads at once; create one per thread instead.\n");
     fprintf(f,
             "/* The input: images of OC_SCORER_C x OC_SCORER_H x OC_SCORER_W floats,\n"
             " * channel-major (NCHW), values in [0, 1]. */\n"
@@ -149,11 +167,13 @@ char *oc_aot_header_text(const struct oc_aot_desc *d)
             "#define OC_SCORER_EINVAL (-1) /* scorer, images or scores is NULL, or n < 0 */\n"
             "#define OC_SCORER_EBATCH (-2) /* n > OC_SCORER_MAX_BATCH */\n"
             "#define OC_SCORER_EINPUT (-3) /* a pixel is NaN or infinite */\n"
+            "#define OC_SCORER_EDEVICE (-4) /* the GPU failed (target cuda only) */\n"
             "\n"
             "struct oc_scorer;\n"
             "\n"
-            "/* A scorer over the embedded weights, with its buffers and thread pool;\n"
-            " * NULL when memory or threads cannot be had. */\n"
+            "/* A scorer over the embedded weights, with its buffers and %s;\n"
+            " * NULL when %s: oc_scorer_error(NULL)\n"
+            " * then says why (for the calling thread's last oc_scorer_create). */\n"
             "struct oc_scorer *oc_scorer_create(void);\n"
             "\n"
             "/* Scores n images (0 <= n <= OC_SCORER_MAX_BATCH): images holds\n"
@@ -165,7 +185,8 @@ char *oc_aot_header_text(const struct oc_aot_desc *d)
             "int oc_scorer_score(struct oc_scorer *s, const float *images, int n, float *scores,\n"
             "                    int *predicted_class);\n"
             "\n"
-            "/* The message of the last failed call on s (\"no error\" when none). */\n"
+            "/* The message of the last failed call on s (\"no error\" when none); with\n"
+            " * s NULL, why the last oc_scorer_create of this thread returned NULL. */\n"
             "const char *oc_scorer_error(struct oc_scorer *s);\n"
             "\n"
             "/* Frees everything s holds; NULL is allowed. */\n"
@@ -175,12 +196,17 @@ char *oc_aot_header_text(const struct oc_aot_desc *d)
             "}\n"
             "#endif\n"
             "\n"
-            "#endif\n");
+            "#endif\n",
+            d->cuda ? "device memory, the GPU's\n * driver context and cuBLAS" : "thread pool",
+            d->cuda ? "no NVIDIA driver, GPU or cuBLAS can be used, or memory\n * runs out"
+                    : "memory or threads cannot be had");
     return mem_close(f, &buf);
 }
 
 char *oc_aot_readme_text(const struct oc_aot_desc *d)
 {
+    char gpu[128];
+    snprintf(gpu, sizeof gpu, "PTX of CUDA C compiled by NVRTC, for\n                   NVIDIA GPUs sm_%d and newer", d->sm);
     char *buf;
     size_t len;
     FILE *f = mem_open(&buf, &len);
@@ -200,14 +226,15 @@ char *oc_aot_readme_text(const struct oc_aot_desc *d)
             "It needs nothing from oodc at run time. Files:\n"
             "\n"
             "    scorer.h       the API (4 functions) and this scorer's constants\n"
-            "    libscorer.so   shared library: the fused kernels (LLVM, %s),\n"
-            "                   the weights as read-only data, a small runtime\n"
+            "    libscorer.so   shared library: the fused kernels (%s),\n"
+            "                   the weights as read-only data, a small %s\n"
             "    scorer.o       the same as one relocatable object, for static linking\n"
             "    example.c      a complete program that scores images\n"
             "    CMakeLists.txt builds example.c; add_subdirectory() it in your project\n"
             "    scorer.pc      pkg-config file\n"
             "\n",
-            d->cpu);
+            d->cuda ? gpu : "LLVM, CPU",
+            d->cuda ? "launcher over the CUDA\n                   driver API and cuBLAS (both loaded with dlopen)" : "runtime");
     fprintf(f,
             "Input: up to %d images per call, each %d x %d x %d floats (channel-major, NCHW)\n"
             "in [0, 1], not normalized (the scorer normalizes as in training).\n"
@@ -221,7 +248,8 @@ char *oc_aot_readme_text(const struct oc_aot_desc *d)
             "\n"
             "    #include \"scorer.h\"\n"
             "\n"
-            "    struct oc_scorer *s = oc_scorer_create();   /* NULL: out of memory */\n"
+            "    struct oc_scorer *s = oc_scorer_create();\n"
+            "    if (!s) fprintf(stderr, \"%%s\\n\", oc_scorer_error(NULL)); /* why */\n"
             "    float scores[OC_SCORER_MAX_BATCH];\n"
             "    int cls[OC_SCORER_MAX_BATCH];\n"
             "    if (oc_scorer_score(s, images, n, scores, cls) < 0)\n"
@@ -230,10 +258,11 @@ char *oc_aot_readme_text(const struct oc_aot_desc *d)
             "\n"
             "oc_scorer_score returns 0 or a negative code: OC_SCORER_EINVAL (a NULL\n"
             "pointer, n < 0), OC_SCORER_EBATCH (n > OC_SCORER_MAX_BATCH), OC_SCORER_EINPUT\n"
-            "(a NaN or infinite pixel). A call with fewer images than the maximum costs\n"
+            "(a NaN or infinite pixel)%s. A call with fewer images than the maximum costs\n"
             "about as much as a full one: compile with the batch you use (--batch 1 for\n"
             "the lowest latency). One scorer object per thread.\n"
-            "\n");
+            "\n",
+            d->cuda ? ", OC_SCORER_EDEVICE (the GPU failed: the message\nnames the driver or cuBLAS call)" : "");
     fprintf(f,
             "Building a program with it (run these in this folder)\n"
             "-----------------------------------------------------\n"
@@ -262,39 +291,65 @@ char *oc_aot_readme_text(const struct oc_aot_desc *d)
             "    add_subdirectory(path/to/this/folder oc_scorer)\n"
             "    target_link_libraries(your_program PRIVATE oc_scorer)\n"
             "\n",
-            d->c * d->h * d->w, d->blas ? "-lopenblas " : "");
-    fprintf(f,
-            "Run-time dependencies\n"
-            "---------------------\n"
-            "\n"
-            "libc, libm and pthreads%s.\n"
-            "The kernels were generated for the CPU `%s`%s.\n"
-            "\n"
-            "Environment, read by oc_scorer_create:\n"
-            "    OC_SCORER_THREADS=N   threads of the scorer's pool (default: all online\n"
-            "                          cores). The pool runs the convolutions' GEMMs side\n"
-            "                          by side, so with more than one thread the scorer\n"
-            "                          sets OpenBLAS to one thread (process-wide)\n"
-            "    OC_SCORER_PROFILE=1   time every kernel; oc_scorer_destroy prints the\n"
-            "                          table on stderr\n"
-            "\n",
-            d->blas ? ", and OpenBLAS (libopenblas.so.0; Debian package libopenblas0)" : "",
-            d->cpu,
-            d->native ? ",\nthis build machine's own: it may not run on another CPU"
-                      : strcmp(d->cpu, "x86-64-v3") ? ""
-                                                    : ":\nany x86-64 CPU with AVX2 and FMA (Intel since 2013, AMD since 2015)");
+            d->c * d->h * d->w, d->cuda ? "-ldl " : d->blas ? "-lopenblas " : "");
+    if (d->cuda) {
+        fprintf(f,
+                "Run-time dependencies\n"
+                "---------------------\n"
+                "\n"
+                "libc, libm, libdl and pthreads. oc_scorer_create loads the NVIDIA driver\n"
+                "(libcuda.so.1) and cuBLAS (libcublas.so.13 or .12, from the CUDA toolkit or\n"
+                "its redistributable packages) with dlopen; without them it returns NULL\n"
+                "and oc_scorer_error(NULL) says what is missing. The kernels are PTX for\n"
+                "compute_%d: the driver compiles them for the GPU when the scorer is\n"
+                "created (any NVIDIA GPU of compute capability %d.%d or newer).\n"
+                "\n"
+                "Environment, read by oc_scorer_create:\n"
+                "    OC_SCORER_CUDA_DEVICE=N   the GPU (default 0)\n"
+                "    OC_SCORER_TF32=1          cuBLAS may use TF32 tensor cores for the f32\n"
+                "                              GEMMs (faster; scores then differ from oodc\n"
+                "                              eval's by about 1e-3)\n"
+                "    OC_SCORER_CUDA_DRIVER=path, OC_SCORER_CUBLAS=path\n"
+                "                              load another driver / cuBLAS library\n"
+                "\n",
+                d->sm, d->sm / 10, d->sm % 10);
+    } else {
+        fprintf(f,
+                "Run-time dependencies\n"
+                "---------------------\n"
+                "\n"
+                "libc, libm and pthreads%s.\n"
+                "The kernels were generated for the CPU `%s`%s.\n"
+                "\n"
+                "Environment, read by oc_scorer_create:\n"
+                "    OC_SCORER_THREADS=N   threads of the scorer's pool (default: all online\n"
+                "                          cores). The pool runs the convolutions' GEMMs side\n"
+                "                          by side, so with more than one thread the scorer\n"
+                "                          sets OpenBLAS to one thread (process-wide)\n"
+                "    OC_SCORER_PROFILE=1   time every kernel; oc_scorer_destroy prints the\n"
+                "                          table on stderr\n"
+                "\n",
+                d->blas ? ", and OpenBLAS (libopenblas.so.0; Debian package libopenblas0)" : "",
+                d->cpu,
+                d->native ? ",\nthis build machine's own: it may not run on another CPU"
+                          : strcmp(d->cpu, "x86-64-v3") ? ""
+                                                        : ":\nany x86-64 CPU with AVX2 and FMA (Intel since 2013, AMD since 2015)");
+    }
     fprintf(f,
             "How it was made\n"
             "---------------\n"
             "\n"
             "oodc built the graphs `oodc eval` runs (the model in test mode; %s),\n"
-            "fused them into kernels, generated the loop kernels with LLVM as an object\n"
-            "file, embedded every weight (checkpoint content hash %016llx) as read-only\n"
-            "data, and called the system C compiler (`cc`) to compile the runtime and\n"
+            "fused them into kernels, %s,\n"
+            "embedded every weight (checkpoint content hash %016llx) as read-only\n"
+            "data, and called the system C compiler (`cc`) to compile the %s and\n"
             "link. The same checkpoint and options give byte-identical files.\n",
-            d->uses_eps && d->eps != 0 ? "the input perturbation's gradient pass, then the score"
+            d->uses_eps && d->eps != 0 ? "the input perturbation's gradient\npass, then the score"
                                        : "the score",
-            (unsigned long long)d->ck_hash);
+            d->cuda ? "generated the loop kernels as CUDA C and compiled them\nwith NVRTC to PTX, "
+                      "planned the convolutions and matrix products as cuBLAS\nGEMMs (with im2col kernels)"
+                    : "generated the loop kernels with LLVM as an object\nfile",
+            (unsigned long long)d->ck_hash, d->cuda ? "launcher" : "runtime");
     return mem_close(f, &buf);
 }
 
@@ -350,7 +405,7 @@ char *oc_aot_pc_text(const struct oc_aot_desc *d)
             "Cflags: -I${includedir}\n"
             "Libs: -L${libdir} -Wl,-rpath,${libdir} -lscorer\n"
             "Libs.private: %s-lm -lpthread\n",
-            d->scorer, d->arch, d->head, d->blas ? "-lopenblas " : "");
+            d->scorer, d->arch, d->head, d->cuda ? "-ldl " : d->blas ? "-lopenblas " : "");
     return mem_close(f, &buf);
 }
 
@@ -403,7 +458,7 @@ char *oc_aot_example_text(const struct oc_aot_desc *d)
             "    }\n"
             "    struct oc_scorer *s = oc_scorer_create();\n"
             "    if (!s) {\n"
-            "        fprintf(stderr, \"oc_scorer_create: out of memory\\n\");\n"
+            "        fprintf(stderr, \"%%s\\n\", oc_scorer_error(NULL));\n"
             "        return 1;\n"
             "    }\n"
             "    float scores[OC_SCORER_MAX_BATCH];\n"

@@ -11,7 +11,8 @@
  * those eval runs, not constant-folded variants.
  *
  * The kernel programs come from the CPU executor's passes (oc_pass_fuse,
- * oc_pass_memplan); their loop kernels from codegen's oc_llvm_emit_object;
+ * oc_pass_memplan); their loop kernels from codegen's oc_llvm_emit_object
+ * (target cuda: CUDA C and NVRTC's PTX with launch tables, aot-cuda.c);
  * the weights blob from aot-obj.c; the tables the artifact's runtime
  * (runtime/aot-rt/) walks are generated here as C (plan.c). The system C
  * compiler then builds the runtime and links, with fixed flags, relative
@@ -99,6 +100,9 @@ struct aot {
     int score_f64;
     size_t arena;
     int blas;
+    int cuda, sm;         /* target cuda, for compute_<sm> */
+    char *cuda_tables;    /* plan.c's cuda part (aot-cuda.c) */
+    size_t ptx_bytes;
     char triple[128], cpu[128];
     const char *llvm_cpu, *llvm_features;
     char *dir, *build;
@@ -114,6 +118,7 @@ static void aot_free(struct aot *a)
     free(a->ent);
     free(a->blob);
     free(a->gb);
+    free(a->cuda_tables);
     free(a->dir);
     free(a->build);
 }
@@ -546,10 +551,10 @@ static char *plan_text(struct aot *a)
             "#include \"aot-rt.h\"\n"
             "\n"
             "#define HIDDEN __attribute__((visibility(\"hidden\")))\n"
-            "\n"
-            "/* the loop kernels (kernels.o) */\n");
+            "\n");
+    if (!a->cuda) fprintf(f, "/* the loop kernels (kernels.o) */\n");
     /* each distinct symbol once, in order of first use */
-    for (int p = 0; p < a->nprog; p++) {
+    for (int p = 0; p < a->nprog && !a->cuda; p++) {
         const struct oc_kprog *kp = a->prog[p].kp;
         for (int i = 0; i < kp->nkernel; i++) {
             const struct oc_kernel *k = kp->kernel[i];
@@ -564,8 +569,9 @@ static char *plan_text(struct aot *a)
             if (!seen) fprintf(f, "HIDDEN void %s(void **, int64_t, int64_t);\n", k->sym);
         }
     }
-    fprintf(f, "\n/* the weights and constants (weights.o) */\n"
-               "HIDDEN extern const unsigned char ocrt_blob[];\n\n");
+    fprintf(f, "\n/* the weights and constants (%s) */\n"
+               "HIDDEN extern const unsigned char ocrt_blob[];\n\n",
+            a->cuda ? "weights.bin, below" : "weights.o");
     fprintf(f, "static const struct ocrt_buf bufs[%d] = {\n", a->ngb > 0 ? a->ngb : 1);
     for (int b = 0; b < a->ngb; b++) {
         const struct gbuf *g = &a->gb[b];
@@ -594,7 +600,7 @@ static char *plan_text(struct aot *a)
             const struct oc_kernel *k = kp->kernel[i];
             if (k->kind == OC_K_LOOP) {
                 fprintf(f, "    {OCRT_LOOP, %d, p%dk%d, %s, %lld, %d, %lld, 0, {0}}, /* %s %s",
-                        k->nslot, p, i, k->sym, (long long)oc_kir_outer_extent(k),
+                        k->nslot, p, i, a->cuda ? "0" : k->sym, (long long)oc_kir_outer_extent(k),
                         oc_llvm_row_block(k), (long long)oc_kir_points(k), k->name, SHP(k->space));
                 if (k->rmask) fprintf(f, " reduce 0x%x", k->rmask);
                 fprintf(f, " */\n");
@@ -633,6 +639,7 @@ static char *plan_text(struct aot *a)
                 (a->io_index[IO_PRED] >= 0),
             a->io_index[IO_X], a->io_index[IO_SCORE], a->io_index[IO_PRED], a->score_f64,
             (long long)a->arena, (long long)a->blob_bytes);
+    if (a->cuda_tables) fputs(a->cuda_tables, f);
     if (fclose(f)) {
         free(buf);
         return NULL;
@@ -650,20 +657,25 @@ static char *join(const char *a, const char *b)
     return p;
 }
 
-static enum oc_status write_text(const char *dir, const char *name, const char *text,
-                                 struct oc_err *err)
+static enum oc_status write_bytes(const char *dir, const char *name, const void *data, size_t n,
+                                  struct oc_err *err)
 {
-    if (!text) return oc_err_set(err, OC_ERR_NOMEM, "aot: out of memory for %s", name);
     char *path = join(dir, name);
     if (!path) return oc_err_set(err, OC_ERR_NOMEM, "aot: out of memory");
     FILE *f = fopen(path, "wb");
     enum oc_status st = OC_OK;
-    size_t n = strlen(text);
-    if (!f || fwrite(text, 1, n, f) != n)
+    if (!f || fwrite(data, 1, n, f) != n)
         st = oc_err_set(err, OC_ERR_IO, "aot: cannot write %s: %s", path, strerror(errno));
     if (f && fclose(f) && !st) st = oc_err_set(err, OC_ERR_IO, "aot: cannot write %s: %s", path, strerror(errno));
     free(path);
     return st;
+}
+
+static enum oc_status write_text(const char *dir, const char *name, const char *text,
+                                 struct oc_err *err)
+{
+    if (!text) return oc_err_set(err, OC_ERR_NOMEM, "aot: out of memory for %s", name);
+    return write_bytes(dir, name, text, strlen(text), err);
 }
 
 static enum oc_status mkdirs(const char *path, struct oc_err *err)
@@ -690,7 +702,8 @@ static enum oc_status mkdirs(const char *path, struct oc_err *err)
 static const char *const build_files[] = {
     "scorer.h", "aot-rt.h", "aot-rt.c", "plan.c", "scorer.map", "kernels.o", "kernels.o.tmp",
     "weights.o", "weights.o.tmp", "aot-rt.o", "plan.o", "libscorer.so", "scorer.o", "README",
-    "CMakeLists.txt", "scorer.pc", "example.c", "tool.log", NULL,
+    "CMakeLists.txt", "scorer.pc", "example.c", "tool.log", "aot-rt-api.h", "aot-rt-cuda.c",
+    "aot-rt-cuda.o", "weights.bin", "kernels.cu", "kernels.ptx", "lib.cu", "lib.ptx", NULL,
 };
 
 static void clean_build(const char *build)
@@ -777,21 +790,26 @@ static enum oc_status build_c(struct aot *a, const char *cc, struct oc_err *err)
                                          "-fno-strict-aliasing", NULL};
     char prefix_map[4200];
     snprintf(prefix_map, sizeof prefix_map, "-ffile-prefix-map=%s=.", a->build);
-    static const char *const srcs[2][2] = {{"aot-rt.c", "aot-rt.o"}, {"plan.c", "plan.o"}};
+    static const char *const srcs_cpu[2][2] = {{"aot-rt.c", "aot-rt.o"}, {"plan.c", "plan.o"}};
+    static const char *const srcs_cuda[2][2] = {{"aot-rt-cuda.c", "aot-rt-cuda.o"}, {"plan.c", "plan.o"}};
+    const char *const(*srcs)[2] = a->cuda ? srcs_cuda : srcs_cpu;
     enum oc_status st = OC_OK;
     for (int i = 0; i < 2 && !st; i++) {
         struct argv v;
         if (!argv_cc(&v, cc)) return oc_err_set(err, OC_ERR_INVALID, "aot: empty C compiler command");
         for (int j = 0; common[j]; j++) argv_add(&v, common[j]);
         argv_add(&v, prefix_map);
-        if (!a->blas) argv_add(&v, "-DOCRT_NO_BLAS");
+        if (!a->blas && !a->cuda) argv_add(&v, "-DOCRT_NO_BLAS");
         argv_add(&v, "-c");
         argv_add(&v, srcs[i][0]);
         argv_add(&v, "-o");
         argv_add(&v, srcs[i][1]);
         st = run_tool(a->build, v.v, err);
     }
-    static const char *const objs[] = {"aot-rt.o", "plan.o", "kernels.o", "weights.o", NULL};
+    static const char *const objs_cpu[] = {"aot-rt.o", "plan.o", "kernels.o", "weights.o", NULL};
+    /* cuda: the weights and PTX are in plan.o (.incbin) */
+    static const char *const objs_cuda[] = {"aot-rt-cuda.o", "plan.o", NULL};
+    const char *const *objs = a->cuda ? objs_cuda : objs_cpu;
     if (!st) {
         struct argv v;
         argv_cc(&v, cc);
@@ -803,7 +821,8 @@ static enum oc_status build_c(struct aot *a, const char *cc, struct oc_err *err)
         argv_add(&v, "-Wl,-soname,libscorer.so");
         argv_add(&v, "-Wl,--build-id=sha1");
         argv_add(&v, "-Wl,-z,noexecstack");
-        if (a->blas) argv_add(&v, "-lopenblas");
+        if (a->blas && !a->cuda) argv_add(&v, "-lopenblas");
+        if (a->cuda) argv_add(&v, "-ldl"); /* the driver and cuBLAS are dlopen'd */
         argv_add(&v, "-lm");
         argv_add(&v, "-lpthread");
         st = run_tool(a->build, v.v, err);
@@ -855,13 +874,16 @@ static enum oc_status check_opts(struct aot *a, struct oc_err *err)
     const struct oc_aot_opts *o = a->o;
     if (!o->ck) return oc_err_set(err, OC_ERR_INVALID, "aot: no checkpoint");
     const char *target = o->target ? o->target : "cpu";
-    if (!strcmp(target, "cuda"))
-        return oc_err_set(err, OC_ERR_UNSUPPORTED,
-                          "aot: --target cuda is not built yet in this version of oodc (use --target cpu)");
-    if (strcmp(target, "cpu"))
+    if (strcmp(target, "cpu") && strcmp(target, "cuda"))
         return oc_err_set(err, OC_ERR_INVALID, "aot: unknown target \"%s\" (cpu or cuda)", target);
-    if (!oc_llvm_available())
+    a->cuda = !strcmp(target, "cuda");
+    enum oc_status st;
+    if (a->cuda) {
+        if ((st = oc_aot_cuda_arch(o->arch, &a->sm, err))) return st;
+        if ((st = oc_aot_cuda_check(a->sm, NULL, 0, err))) return st;
+    } else if (!oc_llvm_available()) {
         return oc_err_set(err, OC_ERR_UNSUPPORTED, "aot: --target cpu needs LLVM: this oodc was built without it");
+    }
     a->ck = o->ck;
     a->mc = &o->ck->model;
     const char *head = a->mc->head->name;
@@ -901,6 +923,12 @@ static enum oc_status check_opts(struct aot *a, struct oc_err *err)
 #else
     a->blas = 0;
 #endif
+    if (a->cuda) {
+        a->blas = 1; /* cuBLAS */
+        snprintf(a->cpu, sizeof a->cpu, "compute_%d", a->sm);
+        snprintf(a->triple, sizeof a->triple, "nvptx64-nvidia-cuda");
+        return OC_OK;
+    }
     char hostcpu[128];
     oc_aot_host(a->triple, sizeof a->triple, hostcpu, sizeof hostcpu);
     if (o->native) {
@@ -951,8 +979,19 @@ static enum oc_status emit(struct aot *a, const struct oc_aot_desc *d, struct oc
         for (int i = 0; i < a->prog[p].kp->nkernel; i++) ks[nk++] = a->prog[p].kp->kernel[i];
     char *kpath = join(a->build, "kernels.o"), *wpath = join(a->build, "weights.o");
     enum oc_status st = kpath && wpath ? OC_OK : oc_err_set(err, OC_ERR_NOMEM, "aot: out of memory");
-    if (!st) st = oc_llvm_emit_object(ks, nk, kpath, NULL, a->llvm_cpu, a->llvm_features, err);
-    if (!st) st = oc_aot_emit_blob(wpath, "ocrt_blob", a->blob, a->blob_bytes, err);
+    if (!st && a->cuda) {
+        struct oc_kprog *kps[2] = {a->prog[0].kp, a->nprog > 1 ? a->prog[1].kp : NULL};
+        struct oc_aot_cuda_out co;
+        st = oc_aot_cuda_build(kps, a->nprog, a->sm, a->build, &co, err);
+        if (!st) {
+            a->cuda_tables = co.tables;
+            a->ptx_bytes = co.ptx_bytes + co.lib_ptx_bytes;
+            st = write_bytes(a->build, "weights.bin", a->blob, a->blob_bytes, err);
+        }
+    } else if (!st) {
+        st = oc_llvm_emit_object(ks, nk, kpath, NULL, a->llvm_cpu, a->llvm_features, err);
+        if (!st) st = oc_aot_emit_blob(wpath, "ocrt_blob", a->blob, a->blob_bytes, err);
+    }
     free(ks);
     free(kpath);
     free(wpath);
@@ -969,7 +1008,9 @@ static enum oc_status emit(struct aot *a, const struct oc_aot_desc *d, struct oc
                       oc_aot_pc_text(d), oc_aot_example_text(d)};
     static const char *const names[5] = {"scorer.h", "README", "CMakeLists.txt", "scorer.pc", "example.c"};
     if ((st = write_text(a->build, "aot-rt.h", oc_aot_rt_h, err)) ||
-        (st = write_text(a->build, "aot-rt.c", oc_aot_rt_c, err)) ||
+        (st = write_text(a->build, "aot-rt-api.h", oc_aot_rt_api_h, err)) ||
+        (st = a->cuda ? write_text(a->build, "aot-rt-cuda.c", oc_aot_rt_cuda_c, err)
+                      : write_text(a->build, "aot-rt.c", oc_aot_rt_c, err)) ||
         (st = write_text(a->build, "scorer.map", map, err))) {
     }
     for (int i = 0; i < 5; i++) {
@@ -1013,9 +1054,9 @@ enum oc_status oc_aot_compile(const struct oc_aot_opts *o, const char *out_dir,
     if (st) return st;
     if (!out_dir || !*out_dir) return oc_err_set(err, OC_ERR_INVALID, "aot: no output folder");
     FILE *log = o->log;
-    logf_(log, "oodc compile: %s on %s (head %s), batch %d, cpu %s%s\n", a.s->name,
-          a.ck->arch[0] ? a.ck->arch : "the checkpoint's model", a.mc->head->name, a.B, a.cpu,
-          a.blas ? ", OpenBLAS" : ", no BLAS");
+    logf_(log, "oodc compile: %s on %s (head %s), batch %d, %s %s%s\n", a.s->name,
+          a.ck->arch[0] ? a.ck->arch : "the checkpoint's model", a.mc->head->name, a.B,
+          a.cuda ? "cuda" : "cpu", a.cpu, a.cuda ? " PTX, cuBLAS" : a.blas ? ", OpenBLAS" : ", no BLAS");
     st = plan_programs(&a, err);
     if (!st) st = mkdirs(out_dir, err);
     if (!st) {
@@ -1044,6 +1085,7 @@ enum oc_status oc_aot_compile(const struct oc_aot_opts *o, const char *out_dir,
         .blas_available = 1,
 #endif
         .ck_hash = ck_hash(a.ck),
+        .cuda = a.cuda, .sm = a.sm,
     };
     if (!st) {
         int nk = 0;
@@ -1079,6 +1121,8 @@ enum oc_status oc_aot_compile(const struct oc_aot_opts *o, const char *out_dir,
         r->arena_bytes = a.arena;
         snprintf(r->cpu, sizeof r->cpu, "%s", a.cpu);
         r->blas = a.blas;
+        r->cuda = a.cuda;
+        r->ptx_bytes = a.ptx_bytes;
     }
     if (!st) logf_(log, "  wrote %s/{scorer.h,libscorer.so,scorer.o,README,CMakeLists.txt,scorer.pc,example.c}\n", a.dir);
     aot_free(&a);

@@ -19,6 +19,13 @@
 #    the WRN-28-10 training step (batch 128, 3x32x32, TF32) eager, with CUDA
 #    graph capture and unfused; DRAM GB/s of the step's kernels vs a measured
 #    device-to-device copy.
+# 4. compiled cuda scorers (oodc compile --target cuda): a WRN-10-2 trained
+#    for one epoch on a synthetic Fashion-MNIST (written here with numpy);
+#    Baseline compiled for batch 128 must give `oodc eval --device cuda`'s
+#    scores on the test images (max |diff| <= 1e-3, same run); Baseline,
+#    Baseline+T and ODIN (T 1000, eps 0.0014) batch-1 latency and
+#    batch-128 throughput (medians of repeated oc_scorer_score calls), as
+#    lines of the tests summary.
 # Everything goes to $BUILD/check-gpu.log; each phase has a time limit and
 # a failed phase is reported in the results, not fatal to the others.
 # Knobs: OC_GPU_BUILD (build folder, default build-gpu), OC_CHECK_QUICK=1
@@ -71,7 +78,7 @@ if ! cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DOC_LLVM=OFF -DOC_TESTS=
     exit 1
 fi
 say "build"
-TARGETS=(oc-gpu-check oc-gpu-bench)
+TARGETS=(oc-gpu-check oc-gpu-bench oodc)
 if [ $CRIT = ON ]; then
     TARGETS+=(test-runtime-cuda-conform test-runtime-cuda-emu test-runtime-cuda-device test-runtime-cuda-plan
         test-runtime-kcache test-codegen-cuda-golden test-runtime-cuda-compile)
@@ -119,6 +126,113 @@ run 150 "train wrn-28-10 (oodc, TF32)" "$B" train --arch wrn-28-10 --batch 128 -
 run 90 "train wrn-28-10 (oodc, TF32, CUDA graph)" "$B" train --arch wrn-28-10 --batch 128 --tf32 1 --graph 1 --steps $STEPS
 run 120 "train wrn-28-10 (oodc, TF32, unfused)" "$B" train --arch wrn-28-10 --batch 128 --tf32 1 --fusion 0 --steps $STEPS
 run 120 "train wrn-28-10 (PyTorch eager, TF32)" python3 bench/gpu/torch_gpu.py train --arch wrn-28-10 --batch 128 --tf32 1 --steps $STEPS
+
+# ---------------------------------------------------------------- compiled cuda scorers
+aot_cuda() {
+    local A=$BUILD/aot-cuda O=$BUILD/oodc
+    rm -rf "$A"
+    mkdir -p "$A/data"
+    # a synthetic Fashion-MNIST (class k: a bright bar of k-dependent size), IDX files
+    python3 - "$A/data" <<'PY' || return 1
+import sys, numpy as np
+d = sys.argv[1]
+for prefix, n, seed in (("train", 4096, 1), ("t10k", 512, 2)):
+    r = np.random.default_rng(seed)
+    lab = r.integers(0, 10, n).astype(np.uint8)
+    img = r.integers(0, 50, (n, 28, 28)).astype(np.int32)
+    for i, k in enumerate(lab):
+        hw, hh, cy = 2 + k, 1 + (k % 4) * 2, 14 + (3 if k >= 5 else -3)
+        img[i, cy - hh:cy + hh + 1, 14 - hw:14 + hw] += 180
+    img = np.minimum(img, 255).astype(np.uint8)
+    open(f"{d}/{prefix}-images-idx3-ubyte", "wb").write(np.array([0x803, n, 28, 28], ">u4").tobytes() + img.tobytes())
+    open(f"{d}/{prefix}-labels-idx1-ubyte", "wb").write(np.array([0x801, n], ">u4").tobytes() + lab.tobytes())
+    if prefix == "t10k":
+        (img.astype(np.float32) / np.float32(255)).tofile(f"{d}/test.f32")
+PY
+    timeout 300 "$O" train --model wrn-10-2 --data "fashion-mnist:$A/data" --epochs 1 --limit 3072 --device cuda \
+        --out "$A/run" --quiet >>"$LOG" 2>&1 || return 1
+    local CK=$A/run/checkpoint.safetensors
+    timeout 300 "$O" eval --checkpoint "$CK" --method baseline --ood gaussian=gaussian --device cuda \
+        --out "$A/eval" --quiet >>"$LOG" 2>&1 || return 1
+    cat >"$A/run.c" <<'C'
+/* scores FILE (n images) in calls of OC_SCORER_MAX_BATCH and prints the
+ * scores; then times REPS full calls and prints the median on stderr */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "scorer.h"
+#define ISZ (OC_SCORER_C * OC_SCORER_H * OC_SCORER_W)
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+static int cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
+int main(int argc, char **argv)
+{
+    if (argc != 4) return 2;
+    FILE *f = fopen(argv[1], "rb");
+    int n = atoi(argv[2]), reps = atoi(argv[3]);
+    float *x = malloc(sizeof(float) * ISZ * n), sc[OC_SCORER_MAX_BATCH];
+    if (!f || !x || fread(x, sizeof(float) * ISZ, n, f) != (size_t)n) return 3;
+    struct oc_scorer *s = oc_scorer_create();
+    if (!s) { fprintf(stderr, "%s\n", oc_scorer_error(NULL)); return 4; }
+    for (int off = 0; off < n; off += OC_SCORER_MAX_BATCH) {
+        int m = n - off < OC_SCORER_MAX_BATCH ? n - off : OC_SCORER_MAX_BATCH;
+        if (oc_scorer_score(s, x + (size_t)off * ISZ, m, sc, NULL)) { fprintf(stderr, "%s\n", oc_scorer_error(s)); return 5; }
+        for (int i = 0; i < m; i++) printf("%.9g\n", sc[i]);
+    }
+    double *t = malloc(sizeof(double) * (reps > 0 ? reps : 1));
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        if (oc_scorer_score(s, x, OC_SCORER_MAX_BATCH <= n ? OC_SCORER_MAX_BATCH : n, sc, NULL)) return 5;
+        t[r] = now() - t0;
+    }
+    qsort(t, reps, sizeof *t, cmp);
+    if (reps > 0) fprintf(stderr, "median_ms %.4f\n", 1e3 * t[reps / 2]);
+    oc_scorer_destroy(s);
+    return 0;
+}
+C
+    local sc b dir ms
+    local -a args
+    for sc in baseline baseline+t odin; do
+        for b in 1 128; do
+            dir=$A/$sc-b$b
+            args=()
+            [ $sc = baseline+t ] && args=(--T 1000)
+            [ $sc = odin ] && args=(--T 1000 --eps 0.0014)
+            if ! timeout 120 "$O" compile --checkpoint "$CK" --scorer $sc "${args[@]}" --target cuda --batch $b \
+                --out "$dir" --quiet >>"$LOG" 2>&1; then
+                echo "FAILED: oodc compile --target cuda --scorer $sc --batch $b" | tee -a "$TESTS" >&2
+                continue
+            fi
+            if ! cc -O2 "$A/run.c" -I"$dir" -L"$dir" -lscorer -Wl,-rpath,"$dir" -o "$dir/run" >>"$LOG" 2>&1; then
+                echo "FAILED: building against the $sc batch $b artifact" | tee -a "$TESTS" >&2
+                continue
+            fi
+            if ! timeout 120 "$dir/run" "$A/data/test.f32" 512 $((b == 1 ? 200 : 50)) >"$dir/scores.txt" 2>"$dir/time.txt"; then
+                echo "FAILED: the $sc batch $b artifact: $(tail -1 "$dir/time.txt")" | tee -a "$TESTS" >&2
+                continue
+            fi
+            ms=$(awk '/median_ms/ {print $2}' "$dir/time.txt")
+            echo "aot-cuda $sc batch $b: $ms ms per call ($(awk -v m="$ms" -v b=$b 'BEGIN {printf "%.0f", b * 1000 / m}') img/s)" | tee -a "$TESTS" >&2
+        done
+    done
+    # the compiled Baseline against eval --device cuda, image by image
+    python3 - "$A" <<'PY' 2>>"$LOG" | tee -a "$TESTS" >&2
+import glob, sys, numpy as np
+a = sys.argv[1]
+found = glob.glob(f"{a}/eval/**/baseline/gaussian-in.npy", recursive=True)
+if not found:
+    sys.exit(print("FAILED: aot-cuda: no baseline/gaussian-in.npy from oodc eval"))
+want, got = np.load(found[0]), np.loadtxt(f"{a}/baseline-b128/scores.txt")
+if want.shape != got.shape:
+    print(f"FAILED: aot-cuda baseline vs eval: {got.shape} scores, eval has {want.shape}")
+else:
+    d = float(np.max(np.abs(got - want)))
+    print(f"aot-cuda baseline vs oodc eval --device cuda: max |diff| {d:.3g} over {len(got)} images" + (" (ok)" if d <= 1e-3 else " FAILED"))
+PY
+}
+say "compiled cuda scorers"
+aot_cuda || echo "FAILED: compiled cuda scorers (see $LOG)" | tee -a "$TESTS" >&2
 
 # ---------------------------------------------------------------- report
 say "report"

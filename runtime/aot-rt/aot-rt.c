@@ -21,8 +21,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "aot-rt.h"
-#include "scorer.h"
+#include "aot-rt-api.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -33,9 +32,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#define OCRT_HIDDEN __attribute__((visibility("hidden")))
-#define OCRT_API __attribute__((visibility("default")))
 
 /* Below this many points a loop kernel runs on the calling thread. */
 #define PAR_MIN_POINTS 32768
@@ -605,6 +601,7 @@ static void conv(struct pool *pool, const struct ocrt_kernel *k, void **args, vo
 /* ---------------------------------------------------------------- the scorer */
 
 struct oc_scorer {
+    struct ocrt_common c; /* plan, valid rows, error message (aot-rt-api.h) */
     const struct ocrt_plan *plan;
     struct pool *pool;
     unsigned char *arena;
@@ -614,11 +611,9 @@ struct oc_scorer {
     void **iop;       /* per IO buffer */
     void ***args;     /* per kernel of every program in order: its slots' pointers */
     int nkernel;
-    int valid_rows;   /* rows of "x" that may hold a previous call's images */
     double *ktime;    /* OC_SCORER_PROFILE=1: seconds per kernel, printed by destroy */
     long ncalls;
     double split_flops; /* one-image convolutions from this size on use the pool */
-    char err[512];
 };
 
 static void *xalloc(size_t n)
@@ -627,15 +622,6 @@ static void *xalloc(size_t n)
     if (posix_memalign(&p, 64, n ? n : 64)) return NULL;
     memset(p, 0, n ? n : 64);
     return p;
-}
-
-static int fail(struct oc_scorer *s, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->err, sizeof s->err, fmt, ap);
-    va_end(ap);
-    return code;
 }
 
 static int env_threads(void)
@@ -701,8 +687,11 @@ OCRT_API struct oc_scorer *oc_scorer_create(void)
 {
     const struct ocrt_plan *pl = &ocrt_plan;
     struct oc_scorer *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
-    s->plan = pl;
+    if (!s) {
+        ocrt_create_failed("oc_scorer_create: out of memory");
+        return NULL;
+    }
+    s->plan = s->c.plan = pl;
     s->bufp = calloc((size_t)pl->nbuf + 1, sizeof *s->bufp);
     s->own = calloc((size_t)pl->nbuf + 1, sizeof *s->own);
     s->iop = calloc((size_t)pl->nio + 1, sizeof *s->iop);
@@ -746,15 +735,12 @@ OCRT_API struct oc_scorer *oc_scorer_create(void)
         ok = (s->ktime = calloc((size_t)s->nkernel + 1, sizeof *s->ktime)) != NULL;
     if (!ok) {
         oc_scorer_destroy(s);
+        ocrt_create_failed("oc_scorer_create: out of memory (arena of %lld bytes, or threads)",
+                           (long long)pl->arena_bytes);
         return NULL;
     }
+    ocrt_create_err[0] = 0;
     return s;
-}
-
-OCRT_API const char *oc_scorer_error(struct oc_scorer *s)
-{
-    if (!s) return "no scorer (NULL): oc_scorer_create failed or was not called";
-    return s->err[0] ? s->err : "no error";
 }
 
 struct chunk_job {
@@ -801,24 +787,14 @@ OCRT_API int oc_scorer_score(struct oc_scorer *s, const float *images, int n, fl
 {
     if (!s) return OC_SCORER_EINVAL;
     const struct ocrt_plan *pl = s->plan;
-    s->err[0] = 0;
-    if (n < 0) return fail(s, OC_SCORER_EINVAL, "oc_scorer_score: n = %d is negative", n);
-    if (n > pl->batch)
-        return fail(s, OC_SCORER_EBATCH,
-                    "oc_scorer_score: n = %d is larger than the compiled batch %d", n, pl->batch);
-    if (!images) return fail(s, OC_SCORER_EINVAL, "oc_scorer_score: images is NULL");
-    if (!scores) return fail(s, OC_SCORER_EINVAL, "oc_scorer_score: scores is NULL");
-    if (n == 0) return OC_SCORER_OK;
+    int chk = ocrt_check_call(&s->c, images, n, scores);
+    if (chk) return chk < 0 ? chk : OC_SCORER_OK;
     int64_t isz = (int64_t)pl->c * pl->h * pl->w;
-    for (int64_t i = 0; i < (int64_t)n * isz; i++)
-        if (!isfinite(images[i]))
-            return fail(s, OC_SCORER_EINPUT, "oc_scorer_score: image %lld, value %lld is %s",
-                        (long long)(i / isz), (long long)(i % isz), isnan(images[i]) ? "NaN" : "infinite");
     float *x = s->iop[pl->io_x];
     memcpy(x, images, sizeof(float) * (size_t)(n * isz));
     /* the batch is compiled: rows past n are zero images, as oodc eval pads */
-    if (s->valid_rows > n) memset(x + n * isz, 0, sizeof(float) * (size_t)((s->valid_rows - n) * isz));
-    s->valid_rows = n;
+    if (s->c.valid_rows > n) memset(x + n * isz, 0, sizeof(float) * (size_t)((s->c.valid_rows - n) * isz));
+    s->c.valid_rows = n;
     for (int p = 0, ki = 0; p < pl->nprog; p++) {
         const struct ocrt_prog *pr = &pl->prog[p];
         for (int i = 0; i < pr->nkernel; i++, ki++) {
@@ -832,12 +808,7 @@ OCRT_API int oc_scorer_score(struct oc_scorer *s, const float *images, int n, fl
         }
     }
     s->ncalls++;
-    const void *sc = s->iop[pl->io_score];
-    for (int i = 0; i < n; i++)
-        scores[i] = pl->score_f64 ? (float)((const double *)sc)[i] : ((const float *)sc)[i];
-    if (predicted_class) {
-        const int32_t *pc = pl->io_pred >= 0 ? s->iop[pl->io_pred] : NULL;
-        for (int i = 0; i < n; i++) predicted_class[i] = pc ? (int)pc[i] : -1;
-    }
+    ocrt_outputs(pl, s->iop[pl->io_score], pl->io_pred >= 0 ? s->iop[pl->io_pred] : NULL, n, scores,
+                 predicted_class);
     return OC_SCORER_OK;
 }

@@ -99,4 +99,59 @@ struct ocrt_plan {
 /* Defined by the generated plan.c. */
 extern const struct ocrt_plan ocrt_plan;
 
+/* ---------------------------------------------------------------- target cuda
+ *
+ * The same programs and buffers, run by aot-rt-cuda.c on an NVIDIA GPU.
+ * Loop kernels are functions of the embedded PTX module, launched with
+ * OCRT_CUDA_BLOCK threads per block on min(ceil(units / units_per_block),
+ * multiprocessors * 2048 / OCRT_CUDA_BLOCK) blocks (every generated kernel
+ * is grid-stride, so any grid is correct: oodc's oc_cuda_grid). Library
+ * kernels are lists of steps, exactly oodc's cuda-blas.c plans: cuBLAS
+ * strided-batched GEMMs (column-major), the im2col / col2im / permute
+ * helper kernels of the second PTX module, and fills. */
+enum { OCRT_CUDA_BLOCK = 256 };
+
+enum ocrt_step_kind { /* as runtime/cuda-impl.h enum oc_lstep_kind */
+    OCRT_STEP_GEMM,
+    OCRT_STEP_IM2COL,
+    OCRT_STEP_COL2IM,
+    OCRT_STEP_PERMUTE,
+    OCRT_STEP_ZERO,
+};
+
+struct ocrt_step {
+    int kind;
+    int f64;           /* double (else float) data */
+    int ta, tb;
+    int a, b, c;       /* GEMM operands: 0..2 the kernel's slots, 3 and 4 the scratch buffers */
+    int src, dst;      /* helpers and fills, the same numbering */
+    int64_t m, n, k, lda, ldb, ldc, sa, sb, sc, batch;
+    int64_t aoff, boff, coff; /* element offsets */
+    double alpha, beta;
+    int64_t count;     /* elements a helper or fill writes */
+    int64_t cp[18];    /* the helpers' struct oc_convp (runtime/cuda-lib.h), by value */
+};
+
+struct ocrt_cuda_kernel {
+    const char *fn;                 /* loop kernels: the PTX entry */
+    int64_t units, units_per_block; /* loop kernels: the grid's work (0 units: no launch) */
+    int first_step, nstep;          /* library kernels: their steps */
+};
+
+struct ocrt_cuda {
+    const char *arch;       /* the PTX's virtual architecture, "compute_80" */
+    int min_sm;             /* the oldest device it runs on, 80 */
+    const char *ptx;        /* the kernels module (NUL-terminated PTX) */
+    const char *lib_ptx;    /* the helper kernels' module, or NULL */
+    int nkernel;            /* every program's kernels, in order */
+    const struct ocrt_cuda_kernel *kernel;
+    int nstep;
+    const struct ocrt_step *step;
+    int64_t scratch_bytes[2];
+    int gemm;               /* 1 when a step calls cuBLAS */
+};
+
+/* Defined by the generated plan.c of a cuda artifact. */
+extern const struct ocrt_cuda ocrt_cuda;
+
 #endif
