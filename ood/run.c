@@ -42,14 +42,14 @@ int oc_run_cfg_preset(const char *preset, struct oc_run_cfg *c)
     if (!preset || !strcmp(preset, "cpu")) {
         /* sized so that the whole run takes well under 20 minutes on 2 cores */
         c->preset = "cpu";
-        c->arch = "wrn-10-1";
+        c->arch = "wrn-10-2";
         c->data = "fashion-mnist";
         c->device = "cpu";
         c->photos = "/usr/share/backgrounds";
-        c->epochs = 3;
-        c->train_limit = 6000;
-        c->test_n = 2000;
-        c->tune_n = 100;
+        c->epochs = 4;
+        c->train_limit = 16000;
+        c->test_n = 3000;
+        c->tune_n = 200;
         c->fit_n = 6000;
         return 1;
     }
