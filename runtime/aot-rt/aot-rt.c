@@ -11,7 +11,13 @@
  * spread over the pool. Two additions for the latency case: a one-image
  * convolution is split over the pool by blocks of output pixels (a single
  * group would leave the other cores idle), and im2col copies the interior
- * of padded stride-1 rows in one piece. The generated kernels call the
+ * of padded stride-1 rows in one piece. Two other forms, where they
+ * measured faster (WRN-10-2 at batch 128 on one thread: Baseline+T ~1.3x,
+ * ODIN ~1.5x): stride-1 input gradients run as forward convolutions of dy
+ * with flipped weights (no col2im scatter), and stride-1 3x3 float
+ * convolutions as Winograd F(2x2,3x3); both prepare their weights once in
+ * oc_scorer_create (OC_SCORER_NO_FLIP=1 / OC_SCORER_NO_WINO=1 turn them
+ * off, for A/B timings). The generated kernels call the
  * Philox helpers oc_rng_*_at, defined here bit for bit as in oodc's
  * ir/rng.c so sampling heads draw the same numbers as the JIT.
  *
@@ -419,6 +425,53 @@ static size_t group_bytes(const struct conv *c, int64_t G, size_t es)
     return (size_t)((c->CK + c->O) * c->P * G) * es;
 }
 
+/* A stride-1 input gradient is a forward convolution of dy with the
+ * weights flipped in space and transposed in/out channels,
+ *     dx[c,i,j] = sum_{o,kh,kw} dy[o, i+ph-kh, j+pw-kw] w[o,c,kh,kw]
+ *               = conv(dy, w'[c,o,kh,kw] = w[o,c,KH-1-kh,KW-1-kw]),
+ * padding KH-1-ph / KW-1-pw, output H x W: it runs through im2col + GEMM
+ * without col2im's scatter (measured faster on the WRN shapes). */
+/* Few input channels make the flipped GEMM's M small (the network's first
+ * layer, C = 3: col2im measured faster there). The test lowers it. */
+#ifndef OCRT_FLIP_MIN_CH
+#define OCRT_FLIP_MIN_CH 16
+#endif
+
+static int flip_ok(const struct ocrt_kernel *k)
+{
+    const int64_t *p = k->p;
+    return k->kind == OCRT_CONV2D_GRAD_INPUT && p[9] == 1 && p[10] == 1 && p[11] >= 0 &&
+           p[12] >= 0 && p[11] <= p[5] - 1 && p[12] <= p[6] - 1 && p[1] >= OCRT_FLIP_MIN_CH &&
+           p[1] > 0 && p[4] > 0 && p[7] > 0 && p[8] > 0;
+}
+
+static struct conv flip_conv(const struct conv *c)
+{
+    struct conv f = {c->N, c->O, c->OH, c->OW, c->C, c->KH, c->KW, c->H, c->W, 0, 0,
+                     1, 1, c->KH - 1 - c->ph, c->KW - 1 - c->pw};
+    f.CK = f.C * f.KH * f.KW;
+    f.P = f.OH * f.OW;
+    return f;
+}
+
+/* w' of flip_conv from w [O][C][KH][KW] (into dst [C][O][KH][KW]). */
+static void flip_weights(const struct conv *c, int f64, const void *w, void *dst)
+{
+    int64_t kk = c->KH * c->KW;
+    for (int64_t o = 0; o < c->O; o++)
+        for (int64_t ch = 0; ch < c->C; ch++)
+            for (int64_t t = 0; t < kk; t++) {
+                int64_t s = (o * c->C + ch) * kk + t, d = (ch * c->O + o) * kk + (kk - 1 - t);
+                if (f64) ((double *)dst)[d] = ((const double *)w)[s];
+                else ((float *)dst)[d] = ((const float *)w)[s];
+            }
+}
+
+static int wino_ok(int kind, int f64, const struct conv *c);
+static size_t wino_buf_bytes(const struct conv *c);
+static size_t wino_vm_bytes(const struct conv *c, int64_t G);
+static int64_t wino_group(const struct conv *c);
+
 static size_t conv_scratch(const struct ocrt_kernel *k)
 {
     if (k->kind == OCRT_LOOP || k->kind == OCRT_MATMUL) return 0;
@@ -426,6 +479,19 @@ static size_t conv_scratch(const struct ocrt_kernel *k)
     size_t es = k->f64 ? sizeof(double) : sizeof(float);
     size_t b = group_bytes(&c, conv_group(&c, es), es);
     if (k->kind == OCRT_CONV2D_GRAD_WEIGHT) b += (size_t)(c.O * c.CK) * es;
+    if (wino_ok(k->kind, k->f64, &c)) {
+        size_t wb = wino_vm_bytes(&c, wino_group(&c)) + wino_buf_bytes(&c);
+        if (wb > b) b = wb;
+    }
+    if (flip_ok(k)) {
+        struct conv f = flip_conv(&c);
+        size_t fb = group_bytes(&f, conv_group(&f, es), es);
+        if (fb > b) b = fb;
+        if (wino_ok(OCRT_CONV2D, k->f64, &f)) {
+            size_t wb = wino_vm_bytes(&f, wino_group(&f)) + wino_buf_bytes(&f);
+            if (wb > b) b = wb;
+        }
+    }
     return (b + 63) / 64 * 64;
 }
 
@@ -449,7 +515,7 @@ static void from_rows(const char *src, char *dst, int64_t g, int64_t O, int64_t 
 #define MAX_THREADS 1024
 
 struct conv_job {
-    const struct ocrt_kernel *k;
+    int kind, f64;
     void **args;
     char *scratch;
     size_t per; /* scratch bytes per thread */
@@ -462,9 +528,8 @@ struct conv_job {
 static void conv_groups(void *ctx, int64_t gb, int64_t ge, int tid)
 {
     struct conv_job *j = ctx;
-    const struct ocrt_kernel *k = j->k;
     const struct conv *c = &j->c;
-    int f64 = k->f64;
+    int f64 = j->f64;
     size_t es = f64 ? sizeof(double) : sizeof(float);
     size_t xsz = (size_t)(c->C * c->H * c->W) * es, ysz = (size_t)(c->O * c->P) * es;
     char *col = j->scratch + (size_t)tid * j->per;
@@ -472,7 +537,7 @@ static void conv_groups(void *ctx, int64_t gb, int64_t ge, int tid)
     for (int64_t gi = gb; gi < ge; gi++) {
         int64_t n0 = gi * j->G;
         int64_t g = c->N - n0 < j->G ? c->N - n0 : j->G, ld = g * c->P;
-        if (k->kind == OCRT_CONV2D) {
+        if (j->kind == OCRT_CONV2D) {
             const char *x = j->args[1], *w = j->args[2];
             char *y = (char *)j->args[0] + (size_t)n0 * ysz;
             /* one image: [O][P] is already the tensor's layout */
@@ -482,7 +547,7 @@ static void conv_groups(void *ctx, int64_t gb, int64_t ge, int tid)
             if (c->CK == 0) memset(out, 0, (size_t)(c->O * ld) * es);
             else gemm(f64, 0, 0, c->O, ld, c->CK, w, c->CK, col, ld, 0.0, out, ld);
             if (g > 1) from_rows(rows, y, g, c->O, c->P, es);
-        } else if (k->kind == OCRT_CONV2D_GRAD_INPUT) {
+        } else if (j->kind == OCRT_CONV2D_GRAD_INPUT) {
             const char *dy = j->args[1], *w = j->args[2];
             char *dx = j->args[0];
             const char *in = dy + (size_t)n0 * ysz;
@@ -510,7 +575,7 @@ static void conv_groups(void *ctx, int64_t gb, int64_t ge, int tid)
  * adjoint's col2im then runs over blocks of channels. The results are the
  * bytes one GEMM gives, up to BLAS's own blocking. */
 struct one_job {
-    const struct ocrt_kernel *k;
+    int kind, f64;
     const struct conv *c;
     void **args;
     char *col;
@@ -521,13 +586,13 @@ static void one_cols(void *ctx, int64_t b, int64_t e, int tid)
 {
     const struct one_job *j = ctx;
     const struct conv *c = j->c;
-    int f64 = j->k->f64;
+    int f64 = j->f64;
     size_t es = f64 ? sizeof(double) : sizeof(float);
     (void)tid;
     for (int64_t t = b; t < e; t++) {
         int64_t c0 = t * j->cb, n = c->P - c0 < j->cb ? c->P - c0 : j->cb;
         char *colb = j->col + (size_t)c0 * es;
-        if (j->k->kind == OCRT_CONV2D) {
+        if (j->kind == OCRT_CONV2D) {
             im2col(f64, c, j->args[1], j->col, c->P, c0, c0 + n);
             gemm(f64, 0, 0, c->O, n, c->CK, j->args[2], c->CK, colb, c->P, 0.0,
                  (char *)j->args[0] + (size_t)c0 * es, c->P);
@@ -542,46 +607,358 @@ static void one_chans(void *ctx, int64_t b, int64_t e, int tid)
 {
     const struct one_job *j = ctx;
     (void)tid;
-    col2im(j->k->f64, j->c, j->col, j->c->P, j->args[0], b, e);
+    col2im(j->f64, j->c, j->col, j->c->P, j->args[0], b, e);
 }
 
 /* Below this many flops a one-image convolution stays on the caller
- * (OC_SCORER_SPLIT_FLOPS overrides it; the tests set 0). */
-#define ONE_PAR_FLOPS 4e6
+ * (OC_SCORER_SPLIT_FLOPS overrides it; the tests set 0). The WRN-10-2
+ * layers (<= 19 MFLOP, ~0.1-0.2 ms) ran slower split over two threads than
+ * on one (the wake-ups and the thinner GEMMs cost more than the second
+ * core gave: batch 1 Baseline+T 1.0-1.3 ms split at 4 MFLOP, 0.78-0.80 ms
+ * unsplit); larger layers still split. */
+#define ONE_PAR_FLOPS 5e7
 
-static int conv_one_image(struct pool *pool, const struct ocrt_kernel *k, void **args, void *scratch,
-                          double min_flops)
+static int conv_one_image(struct pool *pool, int kind, int f64, const struct conv *cp, void **args,
+                          void *scratch, double min_flops)
 {
-    struct conv c = conv_of(k);
-    if (c.N != 1 || pool->n < 2 || c.P < 2 || c.CK == 0 || c.O == 0 || k->kind == OCRT_CONV2D_GRAD_WEIGHT ||
+    struct conv c = *cp;
+    if (c.N != 1 || pool->n < 2 || c.P < 2 || c.CK == 0 || c.O == 0 || kind == OCRT_CONV2D_GRAD_WEIGHT ||
         2.0 * (double)c.O * (double)c.CK * (double)c.P < min_flops)
         return 0;
     int64_t nb = 2 * (int64_t)pool->n, cb = (c.P + nb - 1) / nb;
     cb = (cb + 15) / 16 * 16;
-    struct one_job j = {k, &c, args, scratch, cb};
+    struct one_job j = {kind, f64, &c, args, scratch, cb};
     pool_run(pool, (c.P + cb - 1) / cb, 1, one_cols, &j);
-    if (k->kind == OCRT_CONV2D_GRAD_INPUT) pool_run(pool, c.C, (c.C + nb - 1) / nb, one_chans, &j);
+    if (kind == OCRT_CONV2D_GRAD_INPUT) pool_run(pool, c.C, (c.C + nb - 1) / nb, one_chans, &j);
     return 1;
+}
+
+/* ---------------------------------------------------------------- Winograd F(2x2,3x3)
+ *
+ * Stride-1 3x3 float convolutions (forward ones, and input gradients in
+ * their flipped form) as Lavin & Gray's F(2x2,3x3): per 2x2 output tile
+ *     Y = A^T [ (G g G^T) .* (B^T d B) ] A,
+ * the sum over input channels being 16 GEMMs over a group's T tiles,
+ *     M[xi] [O x T] = U[xi] [O x C] @ V[xi] [C x T],
+ * 16 multiply-adds per tile and channel pair against im2col's 36. U is
+ * made once at oc_scorer_create (weights from the blob). f64 convolutions
+ * keep im2col (their tolerance is tighter than the transforms' rounding). */
+
+/* Images per group: V and M within half of CONV_SCRATCH_BUDGET measured
+ * faster than within all of it (WRN-10-2's 128-channel layer, batch 128:
+ * 12 ms vs 14.5 ms; 256 KB or 2 MB: no better). */
+#define WINO_SCRATCH_BUDGET ((size_t)1 << 19)
+
+struct wino_geo {
+    int64_t TH, TW, T1, Wp; /* tiles per column, per row, per image; padded row length */
+};
+
+static struct wino_geo wino_geo_of(const struct conv *c)
+{
+    struct wino_geo g = {(c->OH + 1) / 2, (c->OW + 1) / 2, 0, 0};
+    g.T1 = g.TH * g.TW;
+    g.Wp = 2 * g.TW + 2;
+    return g;
+}
+
+/* Below this many input or output channels the 16 GEMMs are too thin
+ * (K or M) to pay for the transforms (the first layer, C = 3: im2col
+ * measured faster). The test lowers it. */
+#ifndef OCRT_WINO_MIN_CH
+#define OCRT_WINO_MIN_CH 16
+#endif
+
+static int wino_ok(int kind, int f64, const struct conv *c)
+{
+    return kind == OCRT_CONV2D && !f64 && c->KH == 3 && c->KW == 3 && c->sh == 1 && c->sw == 1 &&
+           c->ph >= 0 && c->pw >= 0 && c->ph <= 2 && c->pw <= 2 && c->C >= OCRT_WINO_MIN_CH &&
+           c->O >= OCRT_WINO_MIN_CH && c->C > 0 && c->O > 0 && c->P > 0;
+}
+
+/* Per-thread row buffers of the transforms: 8 padded rows. */
+static size_t wino_buf_bytes(const struct conv *c)
+{
+    struct wino_geo g = wino_geo_of(c);
+    return ((size_t)(8 * g.Wp) * sizeof(float) + 63) / 64 * 64;
+}
+
+/* V and M of G images. */
+static size_t wino_vm_bytes(const struct conv *c, int64_t G)
+{
+    return (size_t)(16 * (c->C + c->O) * wino_geo_of(c).T1 * G) * sizeof(float);
+}
+
+static int64_t wino_group(const struct conv *c)
+{
+    size_t per = wino_vm_bytes(c, 1);
+    int64_t g = (int64_t)(WINO_SCRATCH_BUDGET / per);
+    if (g > c->N) g = c->N;
+    return g < 1 ? 1 : g;
+}
+
+/* U [16][O][C] from w [O][C][3][3] (G g G^T, in double). */
+static void wino_weights(const struct conv *c, const float *w, float *u)
+{
+    for (int64_t o = 0; o < c->O; o++)
+        for (int64_t ch = 0; ch < c->C; ch++) {
+            const float *g = w + (o * c->C + ch) * 9;
+            double t[4][3];
+            for (int j = 0; j < 3; j++) {
+                t[0][j] = g[j];
+                t[1][j] = 0.5 * ((double)g[j] + g[3 + j] + g[6 + j]);
+                t[2][j] = 0.5 * ((double)g[j] - g[3 + j] + g[6 + j]);
+                t[3][j] = g[6 + j];
+            }
+            for (int i = 0; i < 4; i++) {
+                double r[4] = {t[i][0], 0.5 * (t[i][0] + t[i][1] + t[i][2]),
+                               0.5 * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
+                for (int j = 0; j < 4; j++) u[((i * 4 + j) * c->O + o) * c->C + ch] = (float)r[j];
+            }
+        }
+}
+
+/* Four tiles at a time through GCC / Clang vector extensions (plain SSE2
+ * on the portable target): the artifact is built with -O2, which leaves
+ * these loops scalar otherwise. memcpy loads and stores: no alignment. */
+typedef float wv4 __attribute__((vector_size(16)));
+
+static inline wv4 wld(const float *p)
+{
+    wv4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void wst(float *p, wv4 v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* V[xi][ch][t] = B^T d B of channels [c0, c1) of g images at x; t runs
+ * over the images' tiles (ld T). The padded input rows are split into
+ * even and odd columns so that tile tw reads ev[tw], od[tw], ev[tw+1],
+ * od[tw+1]: contiguous in tw. */
+static void wino_in(const struct conv *c, const float *x, int64_t g, float *v, int64_t T, int64_t c0,
+                    int64_t c1, float *buf)
+{
+    struct wino_geo q = wino_geo_of(c);
+    int64_t Wp = q.Wp, H2 = Wp / 2, CT = c->C * T, TW = q.TW;
+    float *d = buf, *u = buf + 4 * Wp; /* 4 rows of [even H2 | odd H2] */
+    for (int64_t i = 0; i < g; i++)
+        for (int64_t ch = c0; ch < c1; ch++) {
+            const float *xc = x + (i * c->C + ch) * c->H * c->W;
+            for (int64_t th = 0; th < q.TH; th++) {
+                for (int r = 0; r < 4; r++) {
+                    int64_t ih = 2 * th - c->ph + r;
+                    float *ev = d + r * Wp, *od = ev + H2;
+                    if (ih < 0 || ih >= c->H) {
+                        memset(ev, 0, sizeof(float) * (size_t)Wp);
+                        continue;
+                    }
+                    const float *src = xc + ih * c->W;
+                    for (int64_t k = 0; k < H2; k++) {
+                        int64_t i0 = 2 * k - c->pw, i1 = i0 + 1;
+                        ev[k] = i0 >= 0 && i0 < c->W ? src[i0] : 0.0f;
+                        od[k] = i1 >= 0 && i1 < c->W ? src[i1] : 0.0f;
+                    }
+                }
+                int64_t k = 0;
+                for (; k + 4 <= Wp; k += 4) {
+                    wv4 d0 = wld(d + k), d1 = wld(d + Wp + k), d2 = wld(d + 2 * Wp + k), d3 = wld(d + 3 * Wp + k);
+                    wst(u + k, d0 - d2);
+                    wst(u + Wp + k, d1 + d2);
+                    wst(u + 2 * Wp + k, d2 - d1);
+                    wst(u + 3 * Wp + k, d1 - d3);
+                }
+                for (; k < Wp; k++) {
+                    float d0 = d[k], d1 = d[Wp + k], d2 = d[2 * Wp + k], d3 = d[3 * Wp + k];
+                    u[k] = d0 - d2, u[Wp + k] = d1 + d2, u[2 * Wp + k] = d2 - d1, u[3 * Wp + k] = d1 - d3;
+                }
+                float *vt = v + ch * T + (i * q.TH + th) * TW;
+                for (int r = 0; r < 4; r++) {
+                    const float *ev = u + r * Wp, *od = ev + H2;
+                    float *v0 = vt + (r * 4) * CT, *v1 = v0 + CT, *v2 = v1 + CT, *v3 = v2 + CT;
+                    int64_t tw = 0;
+                    for (; tw + 4 <= TW; tw += 4) {
+                        wv4 e0 = wld(ev + tw), e1 = wld(od + tw), e2 = wld(ev + tw + 1), e3 = wld(od + tw + 1);
+                        wst(v0 + tw, e0 - e2);
+                        wst(v1 + tw, e1 + e2);
+                        wst(v2 + tw, e2 - e1);
+                        wst(v3 + tw, e1 - e3);
+                    }
+                    for (; tw < TW; tw++) {
+                        float e0 = ev[tw], e1 = od[tw], e2 = ev[tw + 1], e3 = od[tw + 1];
+                        v0[tw] = e0 - e2, v1[tw] = e1 + e2, v2[tw] = e2 - e1, v3[tw] = e1 - e3;
+                    }
+                }
+            }
+        }
+}
+
+/* y = A^T m A of output channels [o0, o1) of g images (M [16][O][T]):
+ * even and odd output columns are formed apart, then interleaved. */
+static void wino_out(const struct conv *c, const float *m, int64_t T, int64_t g, float *y, int64_t o0,
+                     int64_t o1, float *buf)
+{
+    struct wino_geo q = wino_geo_of(c);
+    int64_t OT = c->O * T, TW = q.TW, H2 = q.Wp / 2;
+    float *r0e = buf, *r0o = buf + H2, *r1e = buf + 2 * H2, *r1o = buf + 3 * H2;
+    for (int64_t i = 0; i < g; i++)
+        for (int64_t o = o0; o < o1; o++) {
+            float *yo = y + (i * c->O + o) * c->P;
+            for (int64_t th = 0; th < q.TH; th++) {
+                const float *mt = m + o * T + (i * q.TH + th) * TW;
+                int64_t tw = 0;
+                for (; tw + 4 <= TW; tw += 4) {
+                    wv4 s0[4], s1[4];
+                    for (int j = 0; j < 4; j++) {
+                        wv4 a0 = wld(mt + j * OT + tw), a1 = wld(mt + (4 + j) * OT + tw);
+                        wv4 a2 = wld(mt + (8 + j) * OT + tw), a3 = wld(mt + (12 + j) * OT + tw);
+                        s0[j] = a0 + a1 + a2;
+                        s1[j] = a1 - a2 - a3;
+                    }
+                    wst(r0e + tw, s0[0] + s0[1] + s0[2]);
+                    wst(r0o + tw, s0[1] - s0[2] - s0[3]);
+                    wst(r1e + tw, s1[0] + s1[1] + s1[2]);
+                    wst(r1o + tw, s1[1] - s1[2] - s1[3]);
+                }
+                for (; tw < TW; tw++) {
+                    float s0[4], s1[4];
+                    for (int j = 0; j < 4; j++) {
+                        float a0 = mt[j * OT + tw], a1 = mt[(4 + j) * OT + tw];
+                        float a2 = mt[(8 + j) * OT + tw], a3 = mt[(12 + j) * OT + tw];
+                        s0[j] = a0 + a1 + a2;
+                        s1[j] = a1 - a2 - a3;
+                    }
+                    r0e[tw] = s0[0] + s0[1] + s0[2];
+                    r0o[tw] = s0[1] - s0[2] - s0[3];
+                    r1e[tw] = s1[0] + s1[1] + s1[2];
+                    r1o[tw] = s1[1] - s1[2] - s1[3];
+                }
+                float *y0 = yo + 2 * th * c->OW, *y1 = y0 + c->OW;
+                int two = 2 * th + 1 < c->OH;
+                for (int64_t k = 0; k < c->OW; k++) {
+                    y0[k] = k & 1 ? r0o[k >> 1] : r0e[k >> 1];
+                    if (two) y1[k] = k & 1 ? r1o[k >> 1] : r1e[k >> 1];
+                }
+            }
+        }
+}
+
+/* One group of g images: transforms around the 16 GEMMs. */
+static void wino_group_run(const struct conv *c, const float *x, const float *u, float *y, int64_t g,
+                           char *scratch, float *buf)
+{
+    int64_t T = g * wino_geo_of(c).T1;
+    float *v = (float *)(void *)scratch, *m = v + 16 * c->C * T;
+    wino_in(c, x, g, v, T, 0, c->C, buf);
+    for (int xi = 0; xi < 16; xi++)
+        gemm(0, 0, 0, c->O, T, c->C, u + xi * c->O * c->C, c->C, v + xi * c->C * T, T, 0.0,
+             m + xi * c->O * T, T);
+    wino_out(c, m, T, g, y, 0, c->O, buf);
+}
+
+struct wino_job {
+    const struct conv *c;
+    const float *x, *u;
+    float *y;
+    char *scratch;
+    size_t per, bufb;
+    int64_t G, T;
+    int nt;
+};
+
+static float *wino_tbuf(const struct wino_job *j, int tid)
+{
+    /* one-image phases: the row buffers at the far end of the scratch */
+    return (float *)(void *)(j->scratch + (size_t)j->nt * j->per - (size_t)(tid + 1) * j->bufb);
+}
+
+static void wino_groups(void *ctx, int64_t gb, int64_t ge, int tid)
+{
+    const struct wino_job *j = ctx;
+    const struct conv *c = j->c;
+    char *mine = j->scratch + (size_t)tid * j->per;
+    float *buf = (float *)(void *)(mine + j->per - j->bufb);
+    for (int64_t gi = gb; gi < ge; gi++) {
+        int64_t n0 = gi * j->G, g = c->N - n0 < j->G ? c->N - n0 : j->G;
+        wino_group_run(c, j->x + n0 * c->C * c->H * c->W, j->u, j->y + n0 * c->O * c->P, g, mine, buf);
+    }
+}
+
+static void wino_one_in(void *ctx, int64_t b, int64_t e, int tid)
+{
+    const struct wino_job *j = ctx;
+    wino_in(j->c, j->x, 1, (float *)(void *)j->scratch, j->T, b, e, wino_tbuf(j, tid));
+}
+
+static void wino_one_gemm(void *ctx, int64_t b, int64_t e, int tid)
+{
+    const struct wino_job *j = ctx;
+    const struct conv *c = j->c;
+    float *v = (float *)(void *)j->scratch, *m = v + 16 * c->C * j->T;
+    (void)tid;
+    for (int64_t xi = b; xi < e; xi++)
+        gemm(0, 0, 0, c->O, j->T, c->C, j->u + xi * c->O * c->C, c->C, v + xi * c->C * j->T, j->T, 0.0,
+             m + xi * c->O * j->T, j->T);
+}
+
+static void wino_one_out(void *ctx, int64_t b, int64_t e, int tid)
+{
+    const struct wino_job *j = ctx;
+    const float *m = (const float *)(const void *)j->scratch + 16 * j->c->C * j->T;
+    wino_out(j->c, m, j->T, 1, j->y, b, e, wino_tbuf(j, tid));
+}
+
+/* per: the thread scratch (conv_scratch), at least wino_vm_bytes(G) plus a
+ * row buffer. */
+static void wino_conv(struct pool *pool, const struct conv *c, const float *x, const float *u, float *y,
+                      void *scratch, size_t per, double one_min_flops)
+{
+    struct wino_job j = {c, x, u, y, scratch, per, wino_buf_bytes(c), wino_group(c), 0, pool->n};
+    if (c->N == 1 && pool->n > 1 && 2.0 * (double)c->O * (double)c->C * 9.0 * (double)c->P >= one_min_flops) {
+        /* one image: channels, then the 16 GEMMs, then output channels over the pool */
+        int64_t nb = 2 * (int64_t)pool->n;
+        j.T = wino_geo_of(c).T1;
+        pool_run(pool, c->C, (c->C + nb - 1) / nb, wino_one_in, &j);
+        pool_run(pool, 16, 1, wino_one_gemm, &j);
+        pool_run(pool, c->O, (c->O + nb - 1) / nb, wino_one_out, &j);
+        return;
+    }
+    pool_run(pool, (c->N + j.G - 1) / j.G, 1, wino_groups, &j);
 }
 
 /* Groups of images spread over the pool, BLAS single-threaded inside: on
  * the WRN layer shapes (16..128 output channels) this keeps every core
  * busy where OpenBLAS threading one GEMM does not (as runtime/cpu-lib.c). */
 static void conv(struct pool *pool, const struct ocrt_kernel *k, void **args, void *scratch,
-                 double one_min_flops)
+                 double one_min_flops, const void *flipped, const float *wino_u)
 {
-    if (conv_one_image(pool, k, args, scratch, one_min_flops)) return;
+    int kind = k->kind, f64 = k->f64;
+    struct conv c = conv_of(k);
+    void *fargs[3];
+    if (flipped) {
+        /* the input gradient as a forward convolution (flip_ok) */
+        c = flip_conv(&c);
+        kind = OCRT_CONV2D;
+        fargs[0] = args[0], fargs[1] = args[1], fargs[2] = (void *)(uintptr_t)flipped;
+        args = fargs;
+    }
+    if (wino_u) {
+        wino_conv(pool, &c, args[1], wino_u, args[0], scratch, conv_scratch(k), one_min_flops);
+        return;
+    }
+    if (conv_one_image(pool, kind, f64, &c, args, scratch, one_min_flops)) return;
     struct conv_job j;
     memset(&j, 0, sizeof j);
-    j.k = k, j.args = args, j.scratch = scratch, j.per = conv_scratch(k), j.c = conv_of(k);
-    int f64 = k->f64;
+    j.kind = kind, j.f64 = f64, j.args = args, j.scratch = scratch, j.per = conv_scratch(k), j.c = c;
     size_t es = f64 ? sizeof(double) : sizeof(float);
     j.G = conv_group(&j.c, es);
     int64_t ngroup = (j.c.N + j.G - 1) / j.G;
     size_t wn = (size_t)(j.c.O * j.c.CK);
-    if (k->kind == OCRT_CONV2D_GRAD_WEIGHT) memset(args[0], 0, wn * es);
+    if (kind == OCRT_CONV2D_GRAD_WEIGHT) memset(args[0], 0, wn * es);
     if (ngroup > 0) pool_run(pool, ngroup, 1, conv_groups, &j);
-    if (k->kind != OCRT_CONV2D_GRAD_WEIGHT) return;
+    if (kind != OCRT_CONV2D_GRAD_WEIGHT) return;
     /* dW = the sum of the threads' partials */
     for (int t = 0; t < pool->n && t < MAX_THREADS; t++) {
         if (!j.used[t]) continue;
@@ -610,6 +987,8 @@ struct oc_scorer {
     void **own;       /* per buffer: its own allocation, or NULL */
     void **iop;       /* per IO buffer */
     void ***args;     /* per kernel of every program in order: its slots' pointers */
+    void **flipw;     /* per kernel: flip_weights of a constant weight (flip_ok), or NULL */
+    float **winou;    /* per kernel: Winograd weights (wino_ok), or NULL */
     int nkernel;
     double *ktime;    /* OC_SCORER_PROFILE=1: seconds per kernel, printed by destroy */
     long ncalls;
@@ -674,6 +1053,10 @@ OCRT_API void oc_scorer_destroy(struct oc_scorer *s)
     for (int b = 0; s->own && b < pl->nbuf; b++) free(s->own[b]);
     for (int i = 0; s->iop && i < pl->nio; i++) free(s->iop[i]);
     for (int i = 0; s->args && i < s->nkernel; i++) free(s->args[i]);
+    for (int i = 0; s->flipw && i < s->nkernel; i++) free(s->flipw[i]);
+    for (int i = 0; s->winou && i < s->nkernel; i++) free(s->winou[i]);
+    free(s->winou);
+    free(s->flipw);
     free(s->args);
     free(s->iop);
     free(s->own);
@@ -697,9 +1080,11 @@ OCRT_API struct oc_scorer *oc_scorer_create(void)
     s->iop = calloc((size_t)pl->nio + 1, sizeof *s->iop);
     for (int p = 0; p < pl->nprog; p++) s->nkernel += pl->prog[p].nkernel;
     s->args = calloc((size_t)s->nkernel + 1, sizeof *s->args);
+    s->flipw = calloc((size_t)s->nkernel + 1, sizeof *s->flipw);
+    s->winou = calloc((size_t)s->nkernel + 1, sizeof *s->winou);
     s->arena = xalloc((size_t)pl->arena_bytes);
     s->pool = pool_new(env_threads());
-    int ok = s->bufp && s->own && s->iop && s->args && s->arena && s->pool;
+    int ok = s->bufp && s->own && s->iop && s->args && s->flipw && s->winou && s->arena && s->pool;
     for (int i = 0; ok && i < pl->nio; i++) ok = (s->iop[i] = xalloc((size_t)pl->io[i].bytes)) != NULL;
     for (int b = 0; ok && b < pl->nbuf; b++) {
         const struct ocrt_buf *kb = &pl->buf[b];
@@ -712,12 +1097,37 @@ OCRT_API struct oc_scorer *oc_scorer_create(void)
         }
     }
     size_t scratch = 0;
+    /* OC_SCORER_NO_FLIP=1: input gradients through col2im (for A/B timing) */
+    const char *noflip = getenv("OC_SCORER_NO_FLIP");
+    int flip = !(noflip && *noflip && strcmp(noflip, "0"));
+    /* OC_SCORER_NO_WINO=1: 3x3 convolutions through im2col (for A/B timing) */
+    const char *nowino = getenv("OC_SCORER_NO_WINO");
+    int wino = !(nowino && *nowino && strcmp(nowino, "0"));
     for (int p = 0, ki = 0; ok && p < pl->nprog; p++) {
         const struct ocrt_prog *pr = &pl->prog[p];
         for (int i = 0; ok && i < pr->nkernel; i++, ki++) {
             const struct ocrt_kernel *k = &pr->kernel[i];
             ok = (s->args[ki] = calloc((size_t)k->nslot + 1, sizeof(void *))) != NULL;
             for (int q = 0; ok && q < k->nslot; q++) s->args[ki][q] = s->bufp[k->slot[q]];
+            /* weights from the blob never change: flip them once here */
+            if (ok && flip && flip_ok(k) && pl->buf[k->slot[2]].where == OCRT_BLOB) {
+                struct conv c = conv_of(k);
+                size_t es = k->f64 ? sizeof(double) : sizeof(float);
+                ok = (s->flipw[ki] = xalloc((size_t)(c.O * c.CK) * es)) != NULL;
+                if (ok) flip_weights(&c, k->f64, s->bufp[k->slot[2]], s->flipw[ki]);
+                struct conv f = flip_conv(&c);
+                if (ok && wino && wino_ok(OCRT_CONV2D, k->f64, &f)) {
+                    ok = (s->winou[ki] = xalloc((size_t)(16 * f.O * f.C) * sizeof(float))) != NULL;
+                    if (ok) wino_weights(&f, s->flipw[ki], s->winou[ki]);
+                }
+            }
+            if (ok && wino && k->kind == OCRT_CONV2D && pl->buf[k->slot[2]].where == OCRT_BLOB) {
+                struct conv c = conv_of(k);
+                if (wino_ok(k->kind, k->f64, &c)) {
+                    ok = (s->winou[ki] = xalloc((size_t)(16 * c.O * c.C) * sizeof(float))) != NULL;
+                    if (ok) wino_weights(&c, s->bufp[k->slot[2]], s->winou[ki]);
+                }
+            }
             size_t sc = conv_scratch(k) * (size_t)s->pool->n;
             if (sc > scratch) scratch = sc;
         }
@@ -755,14 +1165,14 @@ static void run_chunk(void *ctx, int64_t b, int64_t e, int tid)
     j->fn(j->args, b, e);
 }
 
-static void run_kernel(struct oc_scorer *s, const struct ocrt_kernel *k, void **args)
+static void run_kernel(struct oc_scorer *s, const struct ocrt_kernel *k, void **args, int ki)
 {
     if (k->kind == OCRT_MATMUL) {
         matmul(s->pool, k, args);
         return;
     }
     if (k->kind != OCRT_LOOP) {
-        conv(s->pool, k, args, s->scratch, s->split_flops);
+        conv(s->pool, k, args, s->scratch, s->split_flops, s->flipw[ki], s->winou[ki]);
         return;
     }
     int64_t outer = k->outer, points = k->points;
@@ -799,11 +1209,11 @@ OCRT_API int oc_scorer_score(struct oc_scorer *s, const float *images, int n, fl
         const struct ocrt_prog *pr = &pl->prog[p];
         for (int i = 0; i < pr->nkernel; i++, ki++) {
             if (!s->ktime) {
-                run_kernel(s, &pr->kernel[i], s->args[ki]);
+                run_kernel(s, &pr->kernel[i], s->args[ki], ki);
                 continue;
             }
             double t0 = now_s();
-            run_kernel(s, &pr->kernel[i], s->args[ki]);
+            run_kernel(s, &pr->kernel[i], s->args[ki], ki);
             s->ktime[ki] += now_s() - t0;
         }
     }

@@ -11,6 +11,7 @@
 
 #include <math.h>
 
+#include "../../cli/cli.h"
 #include "../../ood/aot.h"
 #include "../../ood/eval.h"
 #include "../../ood/train.h"
@@ -256,6 +257,17 @@ static void expect_close_tol(const char *what, const double *got, const int *gpr
                   got[i], want[i]);
         cr_expect_eq(gpred[i], wpred[i], "%s: image %d: class %d vs %d", what, i, gpred[i], wpred[i]);
     }
+}
+
+/* `oodc compile` with these arguments exits 2 with a message containing needle. */
+static void expect_usage(char **argv, int argc, const char *needle)
+{
+    char *out, *errs;
+    int rc = tu_capture(oc_cmd_compile, argc, argv, &out, &errs);
+    cr_expect_eq(rc, 2, "exit %d for %s (%s)", rc, argv[argc - 1], errs);
+    cr_expect(strstr(errs, needle), "message '%s' lacks '%s'", errs, needle);
+    free(out);
+    free(errs);
 }
 
 #endif

@@ -167,16 +167,6 @@ Test(aot_cuda, odin_artifact_runs_on_the_emulated_driver, .timeout = 240)
     free(data);
 }
 
-static void expect_usage(char **argv, int argc, const char *needle)
-{
-    char *out, *errs;
-    int rc = tu_capture(oc_cmd_compile, argc, argv, &out, &errs);
-    cr_expect_eq(rc, 2, "exit %d for %s (%s)", rc, argv[argc - 1], errs);
-    cr_expect(strstr(errs, needle), "message '%s' lacks '%s'", errs, needle);
-    free(out);
-    free(errs);
-}
-
 Test(aot_cuda, cli_usage_errors)
 {
     {

@@ -184,16 +184,6 @@ Test(aot, vib_matches_eval, .timeout = 120)
     free(data);
 }
 
-static void expect_usage(char **argv, int argc, const char *needle)
-{
-    char *out, *errs;
-    int rc = tu_capture(oc_cmd_compile, argc, argv, &out, &errs);
-    cr_expect_eq(rc, 2, "exit %d for %s (%s)", rc, argv[argc - 1], errs);
-    cr_expect(strstr(errs, needle), "message '%s' lacks '%s'", errs, needle);
-    free(out);
-    free(errs);
-}
-
 Test(aot, cli_usage_errors)
 {
     {
