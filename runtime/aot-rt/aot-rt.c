@@ -331,6 +331,69 @@ static struct conv conv_of(const struct ocrt_kernel *k)
     return c;
 }
 
+/* The output columns ow whose input column ow * s + off lies in [0, W):
+ * [ow_in_lo(off, s), ow_in_hi(off, s, W)) (the loops then need no test). */
+static inline int64_t ow_in_lo(int64_t off, int64_t s)
+{
+    return off >= 0 ? 0 : (-off + s - 1) / s;
+}
+
+static inline int64_t ow_in_hi(int64_t off, int64_t s, int64_t W)
+{
+    return W - off <= 0 ? 0 : (W - off + s - 1) / s;
+}
+
+/* Four floats at a time through GCC / Clang vector extensions (plain SSE2
+ * on the portable target): the artifact is built with -O2, which leaves
+ * the loops below scalar otherwise. memcpy loads and stores: no alignment. */
+typedef float wv4 __attribute__((vector_size(16)));
+
+static inline wv4 wld(const float *p)
+{
+    wv4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void wst(float *p, wv4 v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* Lanes of two vectors (0-3: a's, 4-7: b's). */
+#if defined(__clang__)
+#define WSHUF(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
+#else
+typedef int wi4 __attribute__((vector_size(16)));
+#define WSHUF(a, b, i0, i1, i2, i3) __builtin_shuffle(a, b, (wi4){i0, i1, i2, i3})
+#endif
+
+/* Stride-2 rows of im2col and col2im, four columns at a time while the
+ * eight floats touched, s[2 ow + off .. 2 ow + off + 7], lie in the row
+ * [0, n) (the callers' scalar loops finish; ow starts where 2 ow + off >=
+ * 0): d[ow] = s[2 ow + off], and s[2 ow + off] += d[ow]. Returns the first
+ * ow not done. */
+static int64_t gather2(const float *s, int64_t off, float *d, int64_t ow, int64_t hi, int64_t n)
+{
+    for (; ow + 4 <= hi && 2 * ow + off + 8 <= n; ow += 4) {
+        wv4 a = wld(s + 2 * ow + off), b = wld(s + 2 * ow + off + 4);
+        wst(d + ow, WSHUF(a, b, 0, 2, 4, 6));
+    }
+    return ow;
+}
+
+static int64_t scatter2(const float *d, float *s, int64_t off, int64_t ow, int64_t hi, int64_t n)
+{
+    const wv4 z = {0, 0, 0, 0};
+    for (; ow + 4 <= hi && 2 * ow + off + 8 <= n; ow += 4) {
+        wv4 r = wld(d + ow);
+        float *q = s + 2 * ow + off;
+        wst(q, wld(q) + WSHUF(r, z, 0, 4, 1, 5));
+        wst(q + 4, wld(q + 4) + WSHUF(r, z, 2, 6, 3, 7));
+    }
+    return ow;
+}
+
 /* Column matrices hold a group of images side by side: row r of col is
  * [image 0's P values | image 1's | ...], leading dimension ld = g*P.
  * im2col fills the columns (output pixels) [p0, p1) of one image; col2im
@@ -367,10 +430,16 @@ static struct conv conv_of(const struct ocrt_kernel *k)
                             for (int64_t ow = hi; ow < ow1; ow++) dst[ow] = 0;                    \
                             continue;                                                             \
                         }                                                                         \
-                        for (int64_t ow = ow0; ow < ow1; ow++) {                                  \
-                            int64_t iw = ow * c->sw - c->pw + kw;                                 \
-                            dst[ow] = iw >= 0 && iw < c->W ? src[iw] : 0;                         \
-                        }                                                                         \
+                        int64_t off = kw - c->pw, lo = ow_in_lo(off, c->sw);                      \
+                        int64_t hi = ow_in_hi(off, c->sw, c->W);                                  \
+                        lo = lo < ow0 ? ow0 : lo > ow1 ? ow1 : lo;                                \
+                        hi = hi > ow1 ? ow1 : hi < lo ? lo : hi;                                  \
+                        for (int64_t ow = ow0; ow < lo; ow++) dst[ow] = 0;                        \
+                        int64_t ow = lo;                                                          \
+                        if (sizeof(T) == sizeof(float) && c->sw == 2)                             \
+                            ow = gather2((const float *)(const void *)src, off, (float *)(void *)dst, lo, hi, c->W); \
+                        for (; ow < hi; ow++) dst[ow] = src[ow * c->sw + off];                    \
+                        for (ow = hi; ow < ow1; ow++) dst[ow] = 0;                                \
                     }                                                                             \
                 }                                                                                 \
     }                                                                                             \
@@ -386,10 +455,13 @@ static struct conv conv_of(const struct ocrt_kernel *k)
                         int64_t ih = oh * c->sh - c->ph + kh;                                     \
                         if (ih < 0 || ih >= c->H) continue;                                       \
                         T *dst = x + (ch * c->H + ih) * c->W;                                     \
-                        for (int64_t ow = 0; ow < c->OW; ow++) {                                  \
-                            int64_t iw = ow * c->sw - c->pw + kw;                                 \
-                            if (iw >= 0 && iw < c->W) dst[iw] += row[oh * c->OW + ow];            \
-                        }                                                                         \
+                        const T *r = row + oh * c->OW;                                            \
+                        int64_t off = kw - c->pw, hi = ow_in_hi(off, c->sw, c->W);                \
+                        if (hi > c->OW) hi = c->OW;                                               \
+                        int64_t ow = ow_in_lo(off, c->sw);                                        \
+                        if (sizeof(T) == sizeof(float) && c->sw == 2)                             \
+                            ow = scatter2((const float *)(const void *)r, (float *)(void *)dst, off, ow, hi, c->W); \
+                        for (; ow < hi; ow++) dst[ow * c->sw + off] += r[ow];                     \
                     }                                                                             \
                 }                                                                                 \
     }
@@ -408,6 +480,30 @@ static void col2im(int f64, const struct conv *c, const void *col, int64_t ld, v
 {
     if (f64) col2im_double(c, col, ld, x, c0, c1);
     else col2im_float(c, col, ld, x, c0, c1);
+}
+
+/* col2im of a 1x1 unpadded convolution of column stride 2: every input
+ * pixel receives one column value or none, so each row is written once
+ * (values interleaved with zeros) instead of cleared and scattered into. */
+static void place2(const struct conv *c, const float *col, int64_t ld, float *x)
+{
+    const wv4 z = {0, 0, 0, 0};
+    for (int64_t ch = 0; ch < c->C; ch++)
+        for (int64_t ih = 0; ih < c->H; ih++) {
+            float *dst = x + (ch * c->H + ih) * c->W;
+            if (ih % c->sh || ih / c->sh >= c->OH) {
+                memset(dst, 0, sizeof(float) * (size_t)c->W);
+                continue;
+            }
+            const float *r = col + ch * ld + ih / c->sh * c->OW;
+            int64_t ow = 0;
+            for (; ow + 4 <= c->OW && 2 * ow + 8 <= c->W; ow += 4) {
+                wv4 v = wld(r + ow);
+                wst(dst + 2 * ow, WSHUF(v, z, 0, 4, 1, 5));
+                wst(dst + 2 * ow + 4, WSHUF(v, z, 2, 6, 3, 7));
+            }
+            for (int64_t iw = 2 * ow; iw < c->W; iw++) dst[iw] = iw % 2 == 0 && iw / 2 < c->OW ? r[iw / 2] : 0.0f;
+        }
 }
 
 static int64_t conv_group(const struct conv *c, size_t es)
@@ -554,8 +650,12 @@ static void conv_groups(void *ctx, int64_t gb, int64_t ge, int tid)
             if (g > 1) to_rows(in, rows, g, c->O, c->P, es), in = rows;
             if (c->O == 0) memset(col, 0, (size_t)(c->CK * ld) * es);
             else gemm(f64, 1, 0, c->CK, ld, c->O, w, c->CK, in, ld, 0.0, col, ld);
-            for (int64_t i = 0; i < g; i++)
-                col2im(f64, c, col + (size_t)(i * c->P) * es, ld, dx + (size_t)(n0 + i) * xsz, 0, c->C);
+            for (int64_t i = 0; i < g; i++) {
+                char *dxi = dx + (size_t)(n0 + i) * xsz;
+                if (!f64 && c->KH == 1 && c->KW == 1 && c->ph == 0 && c->pw == 0 && c->sw == 2)
+                    place2(c, (const float *)(const void *)(col + (size_t)(i * c->P) * es), ld, (float *)(void *)dxi);
+                else col2im(f64, c, col + (size_t)(i * c->P) * es, ld, dxi, 0, c->C);
+            }
         } else {
             const char *x = j->args[1], *dy = j->args[2];
             char *dw = rows + (size_t)(c->O * c->P * j->G) * es; /* this thread's partial */
@@ -675,11 +775,12 @@ static int wino_ok(int kind, int f64, const struct conv *c)
            c->O >= OCRT_WINO_MIN_CH && c->C > 0 && c->O > 0 && c->P > 0;
 }
 
-/* Per-thread row buffers of the transforms: 8 padded rows. */
+/* Per-thread buffer of the transforms: one padded input plane (wino_in),
+ * or 4 half rows (wino_out). */
 static size_t wino_buf_bytes(const struct conv *c)
 {
     struct wino_geo g = wino_geo_of(c);
-    return ((size_t)(8 * g.Wp) * sizeof(float) + 63) / 64 * 64;
+    return ((size_t)((2 * g.TH + 2) * g.Wp) * sizeof(float) + 63) / 64 * 64;
 }
 
 /* V and M of G images. */
@@ -717,78 +818,106 @@ static void wino_weights(const struct conv *c, const float *w, float *u)
         }
 }
 
-/* Four tiles at a time through GCC / Clang vector extensions (plain SSE2
- * on the portable target): the artifact is built with -O2, which leaves
- * these loops scalar otherwise. memcpy loads and stores: no alignment. */
-typedef float wv4 __attribute__((vector_size(16)));
-
-static inline wv4 wld(const float *p)
-{
-    wv4 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void wst(float *p, wv4 v)
-{
-    memcpy(p, &v, sizeof v);
-}
-
 /* V[xi][ch][t] = B^T d B of channels [c0, c1) of g images at x; t runs
- * over the images' tiles (ld T). The padded input rows are split into
- * even and odd columns so that tile tw reads ev[tw], od[tw], ev[tw+1],
- * od[tw+1]: contiguous in tw. */
+ * over the images' tiles (ld T). Each channel's padded plane is first
+ * copied whole into buf with its rows split into even and odd columns, so
+ * that tile tw reads ev[tw], od[tw], ev[tw+1], od[tw+1]: contiguous in tw.
+ * The transforms read the plane only after all of it is written: vector
+ * loads of floats just stored one at a time cannot be forwarded from the
+ * store buffer and stall (an earlier form split four rows per tile row
+ * and spent a quarter of its time there). Then, per tile row, the column
+ * transform (across rows) and the row transform run in registers. */
 static void wino_in(const struct conv *c, const float *x, int64_t g, float *v, int64_t T, int64_t c0,
                     int64_t c1, float *buf)
 {
     struct wino_geo q = wino_geo_of(c);
-    int64_t Wp = q.Wp, H2 = Wp / 2, CT = c->C * T, TW = q.TW;
-    float *d = buf, *u = buf + 4 * Wp; /* 4 rows of [even H2 | odd H2] */
+    int64_t Wp = q.Wp, H2 = Wp / 2, CT = c->C * T, TW = q.TW, Hp = 2 * q.TH + 2;
+    int64_t pw = c->pw, W = c->W, ka = (pw + 1) / 2, kb = (W + pw) / 2;
+    if (ka > H2) ka = H2;
+    if (kb > H2) kb = H2;
+    if (kb < ka) kb = ka;
     for (int64_t i = 0; i < g; i++)
         for (int64_t ch = c0; ch < c1; ch++) {
             const float *xc = x + (i * c->C + ch) * c->H * c->W;
-            for (int64_t th = 0; th < q.TH; th++) {
-                for (int r = 0; r < 4; r++) {
-                    int64_t ih = 2 * th - c->ph + r;
-                    float *ev = d + r * Wp, *od = ev + H2;
-                    if (ih < 0 || ih >= c->H) {
-                        memset(ev, 0, sizeof(float) * (size_t)Wp);
-                        continue;
-                    }
-                    const float *src = xc + ih * c->W;
-                    for (int64_t k = 0; k < H2; k++) {
-                        int64_t i0 = 2 * k - c->pw, i1 = i0 + 1;
-                        ev[k] = i0 >= 0 && i0 < c->W ? src[i0] : 0.0f;
-                        od[k] = i1 >= 0 && i1 < c->W ? src[i1] : 0.0f;
-                    }
+            for (int64_t r = 0; r < Hp; r++) {
+                int64_t ih = r - c->ph;
+                float *ev = buf + r * Wp, *od = ev + H2;
+                if (ih < 0 || ih >= c->H) {
+                    memset(ev, 0, sizeof(float) * (size_t)Wp);
+                    continue;
                 }
+                /* columns 2k - pw and 2k - pw + 1: both inside the row
+                 * for k in [ka, kb), the edges checked */
+                const float *src = xc + ih * c->W;
                 int64_t k = 0;
-                for (; k + 4 <= Wp; k += 4) {
-                    wv4 d0 = wld(d + k), d1 = wld(d + Wp + k), d2 = wld(d + 2 * Wp + k), d3 = wld(d + 3 * Wp + k);
-                    wst(u + k, d0 - d2);
-                    wst(u + Wp + k, d1 + d2);
-                    wst(u + 2 * Wp + k, d2 - d1);
-                    wst(u + 3 * Wp + k, d1 - d3);
+                for (; k < ka; k++) {
+                    int64_t i0 = 2 * k - pw, i1 = i0 + 1;
+                    ev[k] = i0 >= 0 && i0 < W ? src[i0] : 0.0f;
+                    od[k] = i1 >= 0 && i1 < W ? src[i1] : 0.0f;
                 }
-                for (; k < Wp; k++) {
-                    float d0 = d[k], d1 = d[Wp + k], d2 = d[2 * Wp + k], d3 = d[3 * Wp + k];
-                    u[k] = d0 - d2, u[Wp + k] = d1 + d2, u[2 * Wp + k] = d2 - d1, u[3 * Wp + k] = d1 - d3;
-                }
-                float *vt = v + ch * T + (i * q.TH + th) * TW;
-                for (int r = 0; r < 4; r++) {
-                    const float *ev = u + r * Wp, *od = ev + H2;
-                    float *v0 = vt + (r * 4) * CT, *v1 = v0 + CT, *v2 = v1 + CT, *v3 = v2 + CT;
-                    int64_t tw = 0;
-                    for (; tw + 4 <= TW; tw += 4) {
-                        wv4 e0 = wld(ev + tw), e1 = wld(od + tw), e2 = wld(ev + tw + 1), e3 = wld(od + tw + 1);
-                        wst(v0 + tw, e0 - e2);
-                        wst(v1 + tw, e1 + e2);
-                        wst(v2 + tw, e2 - e1);
-                        wst(v3 + tw, e1 - e3);
+                for (;;) {
+                    /* the last four columns again where a whole four does
+                     * not remain: they overlap the ones before */
+                    if (k + 4 > kb || 2 * k - pw + 8 > W) {
+                        if (k >= kb || kb - 4 < ka || 2 * (kb - 4) - pw + 8 > W) break;
+                        k = kb - 4;
                     }
-                    for (; tw < TW; tw++) {
-                        float e0 = ev[tw], e1 = od[tw], e2 = ev[tw + 1], e3 = od[tw + 1];
-                        v0[tw] = e0 - e2, v1[tw] = e1 + e2, v2[tw] = e2 - e1, v3[tw] = e1 - e3;
+                    wv4 a = wld(src + 2 * k - pw), b = wld(src + 2 * k - pw + 4);
+                    wst(ev + k, WSHUF(a, b, 0, 2, 4, 6));
+                    wst(od + k, WSHUF(a, b, 1, 3, 5, 7));
+                    k += 4;
+                }
+                for (; k < kb; k++) {
+                    ev[k] = src[2 * k - pw];
+                    od[k] = src[2 * k - pw + 1];
+                }
+                for (k = kb; k < H2; k++) {
+                    int64_t i0 = 2 * k - pw, i1 = i0 + 1;
+                    ev[k] = i0 >= 0 && i0 < W ? src[i0] : 0.0f;
+                    od[k] = i1 >= 0 && i1 < W ? src[i1] : 0.0f;
+                }
+            }
+            for (int64_t th = 0; th < q.TH; th++) {
+                const float *p = buf + 2 * th * Wp;
+                float *vt = v + ch * T + (i * q.TH + th) * TW;
+                int64_t tw = 0;
+                /* row R of the column transform (two input rows), then
+                 * its row transform into 4 of the 16 V matrices: each pass
+                 * writes TW consecutive floats of 4 of them (writing all
+                 * 16 a few tiles at a time measured slower) */
+                for (int R = 0; R < 4; R++) {
+                    static const int ra[4] = {0, 1, 2, 1}, rb[4] = {2, 2, 1, 3};
+                    const float *pa = p + ra[R] * Wp, *pb = p + rb[R] * Wp;
+                    float *v0 = vt + (R * 4) * CT, *v1 = v0 + CT, *v2 = v1 + CT, *v3 = v2 + CT;
+                    int64_t t = 0;
+#define WINO_ROW(OP)                                                                              \
+    for (t = 0; t + 4 <= TW; t += 4) {                                                           \
+        wv4 e0 = wld(pa + t) OP wld(pb + t), e1 = wld(pa + H2 + t) OP wld(pb + H2 + t);          \
+        wv4 e2 = wld(pa + t + 1) OP wld(pb + t + 1), e3 = wld(pa + H2 + t + 1) OP wld(pb + H2 + t + 1); \
+        wst(v0 + t, e0 - e2), wst(v1 + t, e1 + e2), wst(v2 + t, e2 - e1), wst(v3 + t, e1 - e3); \
+    }
+                    if (R == 1) WINO_ROW(+) else WINO_ROW(-)
+#undef WINO_ROW
+                    tw = t;
+                }
+                for (; tw < TW; tw++) {
+                    float a[4][4], b[4][4];
+                    for (int r = 0; r < 4; r++) {
+                        const float *ev = p + r * Wp, *od = ev + H2;
+                        a[r][0] = ev[tw], a[r][1] = od[tw], a[r][2] = ev[tw + 1], a[r][3] = od[tw + 1];
+                    }
+                    for (int e = 0; e < 4; e++) {
+                        b[0][e] = a[0][e] - a[2][e];
+                        b[1][e] = a[1][e] + a[2][e];
+                        b[2][e] = a[2][e] - a[1][e];
+                        b[3][e] = a[1][e] - a[3][e];
+                    }
+                    for (int r = 0; r < 4; r++) {
+                        float *v0 = vt + (r * 4) * CT + tw;
+                        v0[0] = b[r][0] - b[r][2];
+                        v0[CT] = b[r][1] + b[r][2];
+                        v0[2 * CT] = b[r][2] - b[r][1];
+                        v0[3 * CT] = b[r][1] - b[r][3];
                     }
                 }
             }
@@ -796,32 +925,50 @@ static void wino_in(const struct conv *c, const float *x, int64_t g, float *v, i
 }
 
 /* y = A^T m A of output channels [o0, o1) of g images (M [16][O][T]):
- * even and odd output columns are formed apart, then interleaved. */
+ * even and odd output columns are formed apart, then interleaved in
+ * registers where 4 whole tiles fit the row, through buf at the edge. The
+ * sums are spelt out (-O2 keeps small arrays of vectors on the stack). */
 static void wino_out(const struct conv *c, const float *m, int64_t T, int64_t g, float *y, int64_t o0,
                      int64_t o1, float *buf)
 {
     struct wino_geo q = wino_geo_of(c);
     int64_t OT = c->O * T, TW = q.TW, H2 = q.Wp / 2;
+    int64_t TV = c->OW / 2 < TW ? c->OW / 2 : TW; /* tiles with both columns inside */
     float *r0e = buf, *r0o = buf + H2, *r1e = buf + 2 * H2, *r1o = buf + 3 * H2;
     for (int64_t i = 0; i < g; i++)
         for (int64_t o = o0; o < o1; o++) {
             float *yo = y + (i * c->O + o) * c->P;
             for (int64_t th = 0; th < q.TH; th++) {
                 const float *mt = m + o * T + (i * q.TH + th) * TW;
+                float *y0 = yo + 2 * th * c->OW, *y1 = y0 + c->OW;
+                int two = 2 * th + 1 < c->OH;
                 int64_t tw = 0;
-                for (; tw + 4 <= TW; tw += 4) {
-                    wv4 s0[4], s1[4];
-                    for (int j = 0; j < 4; j++) {
-                        wv4 a0 = wld(mt + j * OT + tw), a1 = wld(mt + (4 + j) * OT + tw);
-                        wv4 a2 = wld(mt + (8 + j) * OT + tw), a3 = wld(mt + (12 + j) * OT + tw);
-                        s0[j] = a0 + a1 + a2;
-                        s1[j] = a1 - a2 - a3;
+                for (; tw + 4 <= TV; tw += 4) {
+                    const float *p = mt + tw;
+#define WINO_S(j, S0, S1)                                                                         \
+    wv4 S0, S1;                                                                                   \
+    {                                                                                             \
+        wv4 a0 = wld(p + (j) * OT), a1 = wld(p + (4 + (j)) * OT);                                 \
+        wv4 a2 = wld(p + (8 + (j)) * OT), a3 = wld(p + (12 + (j)) * OT);                          \
+        S0 = a0 + a1 + a2;                                                                        \
+        S1 = a1 - a2 - a3;                                                                        \
+    }
+                    WINO_S(0, s00, s10)
+                    WINO_S(1, s01, s11)
+                    WINO_S(2, s02, s12)
+                    WINO_S(3, s03, s13)
+#undef WINO_S
+                    wv4 e = s00 + s01 + s02, od = s01 - s02 - s03;
+                    wst(y0 + 2 * tw, WSHUF(e, od, 0, 4, 1, 5));
+                    wst(y0 + 2 * tw + 4, WSHUF(e, od, 2, 6, 3, 7));
+                    if (two) {
+                        e = s10 + s11 + s12, od = s11 - s12 - s13;
+                        wst(y1 + 2 * tw, WSHUF(e, od, 0, 4, 1, 5));
+                        wst(y1 + 2 * tw + 4, WSHUF(e, od, 2, 6, 3, 7));
                     }
-                    wst(r0e + tw, s0[0] + s0[1] + s0[2]);
-                    wst(r0o + tw, s0[1] - s0[2] - s0[3]);
-                    wst(r1e + tw, s1[0] + s1[1] + s1[2]);
-                    wst(r1o + tw, s1[1] - s1[2] - s1[3]);
                 }
+                if (tw == TW) continue;
+                int64_t t0 = tw;
                 for (; tw < TW; tw++) {
                     float s0[4], s1[4];
                     for (int j = 0; j < 4; j++) {
@@ -835,9 +982,7 @@ static void wino_out(const struct conv *c, const float *m, int64_t T, int64_t g,
                     r1e[tw] = s1[0] + s1[1] + s1[2];
                     r1o[tw] = s1[1] - s1[2] - s1[3];
                 }
-                float *y0 = yo + 2 * th * c->OW, *y1 = y0 + c->OW;
-                int two = 2 * th + 1 < c->OH;
-                for (int64_t k = 0; k < c->OW; k++) {
+                for (int64_t k = 2 * t0; k < c->OW; k++) {
                     y0[k] = k & 1 ? r0o[k >> 1] : r0e[k >> 1];
                     if (two) y1[k] = k & 1 ? r1o[k >> 1] : r1e[k >> 1];
                 }
