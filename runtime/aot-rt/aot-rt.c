@@ -15,9 +15,12 @@
  * measured faster (WRN-10-2 at batch 128 on one thread: Baseline+T ~1.3x,
  * ODIN ~1.5x): stride-1 input gradients run as forward convolutions of dy
  * with flipped weights (no col2im scatter), and stride-1 3x3 float
- * convolutions as Winograd F(2x2,3x3); both prepare their weights once in
+ * convolutions as Winograd F(4x4,3x3) on batches with rows of 16 or more
+ * outputs, F(2x2,3x3) elsewhere; both prepare their weights once in
  * oc_scorer_create (OC_SCORER_NO_FLIP=1 / OC_SCORER_NO_WINO=1 turn them
- * off, for A/B timings). The generated kernels call the
+ * off, OC_SCORER_WINO=2 keeps F(2x2,3x3) everywhere, for A/B timings;
+ * F(4,3) at batch 128: ODIN 307 vs 338 ms on one thread, 160 vs 167 on
+ * two). The generated kernels call the
  * Philox helpers oc_rng_*_at, defined here bit for bit as in oodc's
  * ir/rng.c so sampling heads draw the same numbers as the JIT.
  *
@@ -359,6 +362,15 @@ static inline void wst(float *p, wv4 v)
 {
     memcpy(p, &v, sizeof v);
 }
+
+/* Eight floats (F(4x4,3x3)'s transforms). */
+typedef float wv8 __attribute__((vector_size(32)));
+/* macros over an unaligned variant, not functions: a 32-byte vector
+ * passed by value changes the ABI without AVX (-Wpsabi on the portable
+ * target) */
+typedef float wv8u __attribute__((vector_size(32), aligned(4)));
+#define wld8(p) (*(const wv8u *)(const void *)(p))
+#define wst8(p, v) (*(wv8u *)(void *)(p) = (v))
 
 /* Lanes of two vectors (0-3: a's, 4-7: b's). */
 #if defined(__clang__)
@@ -742,7 +754,8 @@ static int conv_one_image(struct pool *pool, int kind, int f64, const struct con
  *     M[xi] [O x T] = U[xi] [O x C] @ V[xi] [C x T],
  * 16 multiply-adds per tile and channel pair against im2col's 36. U is
  * made once at oc_scorer_create (weights from the blob). f64 convolutions
- * keep im2col (their tolerance is tighter than the transforms' rounding). */
+ * keep im2col (their tolerance is tighter than the transforms' rounding).
+ * F(4x4,3x3) (below) shares the grouping, scratch and jobs, with 36 GEMMs. */
 
 /* Images per group: V and M within half of CONV_SCRATCH_BUDGET measured
  * faster than within all of it (WRN-10-2's 128-channel layer, batch 128:
@@ -753,15 +766,48 @@ struct wino_geo {
     int64_t TH, TW, T1, Wp; /* tiles per column, per row, per image; padded row length */
 };
 
+/* Output tile size: 2 (F(2x2,3x3), 16 GEMMs) or 4 (F(4x4,3x3), 36 GEMMs
+ * over a quarter of the tiles). Set by oc_scorer_create from
+ * OC_SCORER_WINO=2|4 before any weights are transformed; U's layout and
+ * the scratch sizes follow it, so it is one setting for the process. */
+#ifndef OCRT_WINO_M
+#define OCRT_WINO_M 4
+#endif
+static int wino_m = OCRT_WINO_M;
+
+/* F(4,3) only on rows of at least this many outputs: on narrower ones
+ * (WRN-10-2's 8x8 layers) its few tiles per row leave the four-tile loops
+ * idle and the GEMMs thin, and F(2,3) measured faster. The test lowers it. */
+#ifndef OCRT_WINO4_MIN_W
+#define OCRT_WINO4_MIN_W 16
+#endif
+/* nor for one image (batch-1 ODIN: 2.33 vs 2.27 ms, the 36 thin GEMMs
+ * split over the pool cost more than the smaller ones saved) */
+#ifndef OCRT_WINO4_MIN_N
+#define OCRT_WINO4_MIN_N 2
+#endif
+
+static int wino_tile(const struct conv *c)
+{
+    return wino_m == 4 && c->OW >= OCRT_WINO4_MIN_W && c->N >= OCRT_WINO4_MIN_N ? 4 : 2;
+}
+
+static int wino_nx(const struct conv *c)
+{
+    return wino_tile(c) == 4 ? 36 : 16;
+}
+
 static struct wino_geo wino_geo_of(const struct conv *c)
 {
-    struct wino_geo g = {(c->OH + 1) / 2, (c->OW + 1) / 2, 0, 0};
+    int64_t m = wino_tile(c);
+    struct wino_geo g = {(c->OH + m - 1) / m, (c->OW + m - 1) / m, 0, 0};
     g.T1 = g.TH * g.TW;
-    g.Wp = 2 * g.TW + 2;
+    /* F(4,3): the padded row split into 4 phases of TW + 1 columns */
+    g.Wp = m == 4 ? 4 * (g.TW + 1) : 2 * g.TW + 2;
     return g;
 }
 
-/* Below this many input or output channels the 16 GEMMs are too thin
+/* Below this many input or output channels the GEMMs are too thin
  * (K or M) to pay for the transforms (the first layer, C = 3: im2col
  * measured faster). The test lowers it. */
 #ifndef OCRT_WINO_MIN_CH
@@ -776,17 +822,17 @@ static int wino_ok(int kind, int f64, const struct conv *c)
 }
 
 /* Per-thread buffer of the transforms: one padded input plane (wino_in),
- * or 4 half rows (wino_out). */
+ * or 4 half rows (F(2,3)'s wino_out). */
 static size_t wino_buf_bytes(const struct conv *c)
 {
     struct wino_geo g = wino_geo_of(c);
-    return ((size_t)((2 * g.TH + 2) * g.Wp) * sizeof(float) + 63) / 64 * 64;
+    return ((size_t)((wino_tile(c) * g.TH + 2) * g.Wp) * sizeof(float) + 63) / 64 * 64;
 }
 
 /* V and M of G images. */
 static size_t wino_vm_bytes(const struct conv *c, int64_t G)
 {
-    return (size_t)(16 * (c->C + c->O) * wino_geo_of(c).T1 * G) * sizeof(float);
+    return (size_t)(wino_nx(c) * (c->C + c->O) * wino_geo_of(c).T1 * G) * sizeof(float);
 }
 
 static int64_t wino_group(const struct conv *c)
@@ -798,7 +844,7 @@ static int64_t wino_group(const struct conv *c)
 }
 
 /* U [16][O][C] from w [O][C][3][3] (G g G^T, in double). */
-static void wino_weights(const struct conv *c, const float *w, float *u)
+static void wino_weights2(const struct conv *c, const float *w, float *u)
 {
     for (int64_t o = 0; o < c->O; o++)
         for (int64_t ch = 0; ch < c->C; ch++) {
@@ -827,8 +873,8 @@ static void wino_weights(const struct conv *c, const float *w, float *u)
  * store buffer and stall (an earlier form split four rows per tile row
  * and spent a quarter of its time there). Then, per tile row, the column
  * transform (across rows) and the row transform run in registers. */
-static void wino_in(const struct conv *c, const float *x, int64_t g, float *v, int64_t T, int64_t c0,
-                    int64_t c1, float *buf)
+static void wino_in2(const struct conv *c, const float *x, int64_t g, float *v, int64_t T, int64_t c0,
+                     int64_t c1, float *buf)
 {
     struct wino_geo q = wino_geo_of(c);
     int64_t Wp = q.Wp, H2 = Wp / 2, CT = c->C * T, TW = q.TW, Hp = 2 * q.TH + 2;
@@ -928,8 +974,8 @@ static void wino_in(const struct conv *c, const float *x, int64_t g, float *v, i
  * even and odd output columns are formed apart, then interleaved in
  * registers where 4 whole tiles fit the row, through buf at the edge. The
  * sums are spelt out (-O2 keeps small arrays of vectors on the stack). */
-static void wino_out(const struct conv *c, const float *m, int64_t T, int64_t g, float *y, int64_t o0,
-                     int64_t o1, float *buf)
+static void wino_out2(const struct conv *c, const float *m, int64_t T, int64_t g, float *y, int64_t o0,
+                      int64_t o1, float *buf)
 {
     struct wino_geo q = wino_geo_of(c);
     int64_t OT = c->O * T, TW = q.TW, H2 = q.Wp / 2;
@@ -990,14 +1036,361 @@ static void wino_out(const struct conv *c, const float *m, int64_t T, int64_t g,
         }
 }
 
-/* One group of g images: transforms around the 16 GEMMs. */
+/* ---------------------------------------------------------------- Winograd F(4x4,3x3)
+ *
+ * Lavin & Gray's F(4x4,3x3) (interpolation points 0, 1, -1, 2, -2, inf):
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+ *          0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+ *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6;
+ *          1/24 -1/12 1/6; 0 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ * 36 GEMMs over a quarter of F(2,3)'s tiles (2.25 multiply-adds per output
+ * and channel pair against 4); the larger constants cost some float
+ * accuracy (about 10x F(2,3)'s rounding, see test-aot-conv.c). */
+
+/* t = B^T d on six values (vectors or floats; c2, c4, c5: the constants
+ * in the caller's type) */
+#define WINO_BT6(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5)                                  \
+    {                                                                                             \
+        t0 = c4 * d0 - c5 * d2 + d4;                                                              \
+        t1 = (d3 + d4) - c4 * (d1 + d2);                                                          \
+        t2 = (d4 - d3) + c4 * (d1 - d2);                                                          \
+        t3 = (d4 - d2) + c2 * (d3 - d1);                                                          \
+        t4 = (d4 - d2) - c2 * (d3 - d1);                                                          \
+        t5 = c4 * d1 - c5 * d3 + d5;                                                              \
+    }
+
+/* r = A^T s on six values (c2, c4, c8 as above) */
+#define WINO_AT6(s0, s1, s2, s3, s4, s5, r0, r1, r2, r3)                                          \
+    {                                                                                             \
+        __typeof__(s0) pa = s1 + s2, pb = s1 - s2, pc = s3 + s4, pd = s3 - s4;                    \
+        r0 = s0 + pa + pc;                                                                        \
+        r1 = pb + c2 * pd;                                                                        \
+        r2 = pa + c4 * pc;                                                                        \
+        r3 = pb + c8 * pd + s5;                                                                   \
+    }
+
+/* U [36][O][C] from w [O][C][3][3] (G g G^T, in double). */
+static void wino_weights4(const struct conv *c, const float *w, float *u)
+{
+    static const double G[6][3] = {{0.25, 0, 0},
+                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                   {0, 0, 1}};
+    for (int64_t o = 0; o < c->O; o++)
+        for (int64_t ch = 0; ch < c->C; ch++) {
+            const float *g = w + (o * c->C + ch) * 9;
+            double t[6][3];
+            for (int i = 0; i < 6; i++)
+                for (int j = 0; j < 3; j++)
+                    t[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
+            for (int i = 0; i < 6; i++)
+                for (int j = 0; j < 6; j++)
+                    u[((i * 6 + j) * c->O + o) * c->C + ch] =
+                        (float)(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+        }
+}
+
+/* 4x4 transpose of the lanes of r0..r3 (in place) */
+#define WINO_T4(r0, r1, r2, r3)                                                                   \
+    {                                                                                             \
+        wv4 q0 = WSHUF(r0, r1, 0, 4, 1, 5), q1 = WSHUF(r2, r3, 0, 4, 1, 5);                       \
+        wv4 q2 = WSHUF(r0, r1, 2, 6, 3, 7), q3 = WSHUF(r2, r3, 2, 6, 3, 7);                       \
+        r0 = WSHUF(q0, q1, 0, 1, 4, 5), r1 = WSHUF(q0, q1, 2, 3, 6, 7);                           \
+        r2 = WSHUF(q2, q3, 0, 1, 4, 5), r3 = WSHUF(q2, q3, 2, 3, 6, 7);                           \
+    }
+
+/* V[xi][ch][t] = B^T d B as wino_in2, for 6x6 tiles at stride 4: each
+ * padded row is split into its 4 column phases (phase j, index k: padded
+ * column 4k + j), so that tile tw reads phases 0-3 at tw and 0-1 at tw + 1,
+ * contiguous in tw; the column transform of 4 tiles at a time goes
+ * through a small array, then the row transform into the 36 V. */
+/* The artifact's runtime is built with plain -O2 (SSE2): the F(4,3)
+ * transforms, whose eight-wide loops need AVX to beat F(2,3)'s (SSE2: 17.5
+ * vs 15.3 ms on WRN-10-2's 32-channel 32x32 layer at batch 128; AVX2:
+ * 12.9), are also compiled for AVX2 and picked at run time where the CPU
+ * has it. */
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define WINO_AVX2 1
+#define WINO_BODY static inline __attribute__((always_inline))
+#else
+#define WINO_BODY static
+#endif
+
+WINO_BODY void wino_in4(const struct conv *c, const float *x, int64_t g, float *v, int64_t T, int64_t c0,
+                        int64_t c1, float *buf)
+{
+    struct wino_geo q = wino_geo_of(c);
+    int64_t Wp = q.Wp, Q = Wp / 4, CT = c->C * T, TW = q.TW, Hp = 4 * q.TH + 2;
+    int64_t pw = c->pw, W = c->W, ka = (pw + 3) / 4, kb = (W + pw) / 4;
+    if (ka > Q) ka = Q;
+    if (kb > Q) kb = Q;
+    if (kb < ka) kb = ka;
+    for (int64_t i = 0; i < g; i++)
+        for (int64_t ch = c0; ch < c1; ch++) {
+            const float *xc = x + (i * c->C + ch) * c->H * c->W;
+            for (int64_t r = 0; r < Hp; r++) {
+                int64_t ih = r - c->ph;
+                float *pr = buf + r * Wp;
+                if (ih < 0 || ih >= c->H) {
+                    memset(pr, 0, sizeof(float) * (size_t)Wp);
+                    continue;
+                }
+                const float *src = xc + ih * c->W;
+                int64_t k = 0;
+                for (; k < ka; k++)
+                    for (int j = 0; j < 4; j++) {
+                        int64_t iw = 4 * k + j - pw;
+                        pr[j * Q + k] = iw >= 0 && iw < W ? src[iw] : 0.0f;
+                    }
+                for (;;) {
+                    /* four k (16 columns) at a time, the last four again
+                     * (overlapping) where a whole four does not remain */
+                    if (k + 4 > kb || 4 * k - pw + 16 > W) {
+                        if (k >= kb || kb - 4 < ka || 4 * (kb - 4) - pw + 16 > W) break;
+                        k = kb - 4;
+                    }
+                    const float *s0 = src + 4 * k - pw;
+                    wv4 a0 = wld(s0), a1 = wld(s0 + 4), a2 = wld(s0 + 8), a3 = wld(s0 + 12);
+                    WINO_T4(a0, a1, a2, a3)
+                    wst(pr + k, a0), wst(pr + Q + k, a1), wst(pr + 2 * Q + k, a2), wst(pr + 3 * Q + k, a3);
+                    k += 4;
+                }
+                for (; k < kb; k++)
+                    for (int j = 0; j < 4; j++) pr[j * Q + k] = src[4 * k + j - pw];
+                for (k = kb; k < Q; k++)
+                    for (int j = 0; j < 4; j++) {
+                        int64_t iw = 4 * k + j - pw;
+                        pr[j * Q + k] = iw >= 0 && iw < W ? src[iw] : 0.0f;
+                    }
+            }
+            for (int64_t th = 0; th < q.TH; th++) {
+                const float *p = buf + 4 * th * Wp;
+                float *vt = v + ch * T + (i * q.TH + th) * TW;
+                int64_t t = 0;
+                /* eight tiles at a time (AVX on the x86-64-v3 target, two
+                 * SSE halves on the portable one), then four */
+                for (; t + 8 <= TW; t += 8) {
+                    const wv8 c2 = {2, 2, 2, 2, 2, 2, 2, 2}, c4 = {4, 4, 4, 4, 4, 4, 4, 4};
+                    const wv8 c5 = {5, 5, 5, 5, 5, 5, 5, 5};
+                    wv8 e[6][6];
+                    for (int kc = 0; kc < 6; kc++) {
+                        const float *pc = p + (kc & 3) * Q + (kc >> 2) + t;
+                        wv8 d0 = wld8(pc), d1 = wld8(pc + Wp), d2 = wld8(pc + 2 * Wp), d3 = wld8(pc + 3 * Wp);
+                        wv8 d4 = wld8(pc + 4 * Wp), d5 = wld8(pc + 5 * Wp);
+                        WINO_BT6(d0, d1, d2, d3, d4, d5, e[0][kc], e[1][kc], e[2][kc], e[3][kc], e[4][kc],
+                                 e[5][kc])
+                    }
+                    for (int R = 0; R < 6; R++) {
+                        float *v0 = vt + (R * 6) * CT + t;
+                        wv8 t0, t1, t2, t3, t4, t5;
+                        WINO_BT6(e[R][0], e[R][1], e[R][2], e[R][3], e[R][4], e[R][5], t0, t1, t2, t3, t4, t5)
+                        wst8(v0, t0), wst8(v0 + CT, t1), wst8(v0 + 2 * CT, t2);
+                        wst8(v0 + 3 * CT, t3), wst8(v0 + 4 * CT, t4), wst8(v0 + 5 * CT, t5);
+                    }
+                }
+                for (; t + 4 <= TW; t += 4) {
+                    const wv4 c2 = {2, 2, 2, 2}, c4 = {4, 4, 4, 4}, c5 = {5, 5, 5, 5};
+                    wv4 e[6][6];
+                    for (int kc = 0; kc < 6; kc++) {
+                        const float *pc = p + (kc & 3) * Q + (kc >> 2) + t;
+                        wv4 d0 = wld(pc), d1 = wld(pc + Wp), d2 = wld(pc + 2 * Wp), d3 = wld(pc + 3 * Wp);
+                        wv4 d4 = wld(pc + 4 * Wp), d5 = wld(pc + 5 * Wp);
+                        WINO_BT6(d0, d1, d2, d3, d4, d5, e[0][kc], e[1][kc], e[2][kc], e[3][kc], e[4][kc],
+                                 e[5][kc])
+                    }
+                    for (int R = 0; R < 6; R++) {
+                        float *v0 = vt + (R * 6) * CT + t;
+                        wv4 t0, t1, t2, t3, t4, t5;
+                        WINO_BT6(e[R][0], e[R][1], e[R][2], e[R][3], e[R][4], e[R][5], t0, t1, t2, t3, t4, t5)
+                        wst(v0, t0), wst(v0 + CT, t1), wst(v0 + 2 * CT, t2);
+                        wst(v0 + 3 * CT, t3), wst(v0 + 4 * CT, t4), wst(v0 + 5 * CT, t5);
+                    }
+                }
+                {
+                    const float c2 = 2, c4 = 4, c5 = 5;
+                    for (; t < TW; t++) {
+                        float e[6][6];
+                        for (int kc = 0; kc < 6; kc++) {
+                            const float *pc = p + (kc & 3) * Q + (kc >> 2) + t;
+                            WINO_BT6(pc[0], pc[Wp], pc[2 * Wp], pc[3 * Wp], pc[4 * Wp], pc[5 * Wp], e[0][kc],
+                                     e[1][kc], e[2][kc], e[3][kc], e[4][kc], e[5][kc])
+                        }
+                        for (int R = 0; R < 6; R++) {
+                            float *v0 = vt + (R * 6) * CT + t;
+                            WINO_BT6(e[R][0], e[R][1], e[R][2], e[R][3], e[R][4], e[R][5], v0[0], v0[CT],
+                                     v0[2 * CT], v0[3 * CT], v0[4 * CT], v0[5 * CT])
+                        }
+                    }
+                }
+            }
+        }
+}
+
+/* y = A^T m A of output channels [o0, o1) of g images (M [36][O][T]):
+ * four tiles at a time where their 16 columns are inside the row (the
+ * lanes transposed into columns), one at a time with bounds at the edge. */
+WINO_BODY void wino_out4(const struct conv *c, const float *m, int64_t T, int64_t g, float *y, int64_t o0,
+                         int64_t o1)
+{
+    struct wino_geo q = wino_geo_of(c);
+    int64_t OT = c->O * T, TW = q.TW, OW = c->OW;
+    int64_t TV = OW / 4 < TW ? OW / 4 : TW; /* tiles with all four columns inside */
+    for (int64_t i = 0; i < g; i++)
+        for (int64_t o = o0; o < o1; o++) {
+            float *yo = y + (i * c->O + o) * c->P;
+            for (int64_t th = 0; th < q.TH; th++) {
+                const float *mt = m + o * T + (i * q.TH + th) * TW;
+                int64_t nr = c->OH - 4 * th < 4 ? c->OH - 4 * th : 4;
+                float *y0 = yo + 4 * th * OW;
+                int64_t tw = 0;
+                for (; tw + 8 <= TV; tw += 8) {
+                    const wv8 c2 = {2, 2, 2, 2, 2, 2, 2, 2}, c4 = {4, 4, 4, 4, 4, 4, 4, 4};
+                    const wv8 c8 = {8, 8, 8, 8, 8, 8, 8, 8};
+                    const float *p = mt + tw;
+                    wv8 s[6][4];
+                    for (int r = 0; r < 6; r++) {
+                        const float *pr = p + (6 * r) * OT;
+                        wv8 m0 = wld8(pr), m1 = wld8(pr + OT), m2 = wld8(pr + 2 * OT), m3 = wld8(pr + 3 * OT);
+                        wv8 m4 = wld8(pr + 4 * OT), m5 = wld8(pr + 5 * OT);
+                        WINO_AT6(m0, m1, m2, m3, m4, m5, s[r][0], s[r][1], s[r][2], s[r][3])
+                    }
+                    wv8 yr[4][4];
+                    for (int b = 0; b < 4; b++)
+                        WINO_AT6(s[0][b], s[1][b], s[2][b], s[3][b], s[4][b], s[5][b], yr[0][b], yr[1][b],
+                                 yr[2][b], yr[3][b])
+                    for (int a = 0; a < nr; a++)
+                        for (int h = 0; h < 2; h++) {
+                            /* tiles tw + 4h .. + 3: the lanes of one half */
+                            wv4 r0, r1, r2, r3;
+                            memcpy(&r0, (const float *)&yr[a][0] + 4 * h, sizeof r0);
+                            memcpy(&r1, (const float *)&yr[a][1] + 4 * h, sizeof r1);
+                            memcpy(&r2, (const float *)&yr[a][2] + 4 * h, sizeof r2);
+                            memcpy(&r3, (const float *)&yr[a][3] + 4 * h, sizeof r3);
+                            WINO_T4(r0, r1, r2, r3)
+                            float *yd = y0 + a * OW + 4 * (tw + 4 * h);
+                            wst(yd, r0), wst(yd + 4, r1), wst(yd + 8, r2), wst(yd + 12, r3);
+                        }
+                }
+                for (; tw + 4 <= TV; tw += 4) {
+                    const wv4 c2 = {2, 2, 2, 2}, c4 = {4, 4, 4, 4}, c8 = {8, 8, 8, 8};
+                    const float *p = mt + tw;
+                    wv4 s[6][4];
+                    for (int r = 0; r < 6; r++) {
+                        const float *pr = p + (6 * r) * OT;
+                        wv4 m0 = wld(pr), m1 = wld(pr + OT), m2 = wld(pr + 2 * OT), m3 = wld(pr + 3 * OT);
+                        wv4 m4 = wld(pr + 4 * OT), m5 = wld(pr + 5 * OT);
+                        WINO_AT6(m0, m1, m2, m3, m4, m5, s[r][0], s[r][1], s[r][2], s[r][3])
+                    }
+                    wv4 yr[4][4];
+                    for (int b = 0; b < 4; b++)
+                        WINO_AT6(s[0][b], s[1][b], s[2][b], s[3][b], s[4][b], s[5][b], yr[0][b], yr[1][b],
+                                 yr[2][b], yr[3][b])
+                    for (int a = 0; a < nr; a++) {
+                        wv4 r0 = yr[a][0], r1 = yr[a][1], r2 = yr[a][2], r3 = yr[a][3];
+                        WINO_T4(r0, r1, r2, r3)
+                        float *yd = y0 + a * OW + 4 * tw;
+                        wst(yd, r0), wst(yd + 4, r1), wst(yd + 8, r2), wst(yd + 12, r3);
+                    }
+                }
+                {
+                    const float c2 = 2, c4 = 4, c8 = 8;
+                    for (; tw < TW; tw++) {
+                        float s[6][4], yr[4][4];
+                        for (int r = 0; r < 6; r++) {
+                            const float *pr = mt + tw + (6 * r) * OT;
+                            WINO_AT6(pr[0], pr[OT], pr[2 * OT], pr[3 * OT], pr[4 * OT], pr[5 * OT], s[r][0],
+                                     s[r][1], s[r][2], s[r][3])
+                        }
+                        for (int b = 0; b < 4; b++)
+                            WINO_AT6(s[0][b], s[1][b], s[2][b], s[3][b], s[4][b], s[5][b], yr[0][b],
+                                     yr[1][b], yr[2][b], yr[3][b])
+                        int64_t nc = OW - 4 * tw < 4 ? OW - 4 * tw : 4;
+                        for (int a = 0; a < nr; a++)
+                            for (int b = 0; b < nc; b++) y0[a * OW + 4 * tw + b] = yr[a][b];
+                    }
+                }
+            }
+        }
+}
+
+static void wino_weights(const struct conv *c, const float *w, float *u)
+{
+    if (wino_tile(c) == 4) wino_weights4(c, w, u);
+    else wino_weights2(c, w, u);
+}
+
+static void wino_in4_sse(const struct conv *c, const float *x, int64_t g, float *v, int64_t T, int64_t c0,
+                         int64_t c1, float *buf)
+{
+    wino_in4(c, x, g, v, T, c0, c1, buf);
+}
+
+static void wino_out4_sse(const struct conv *c, const float *m, int64_t T, int64_t g, float *y, int64_t o0,
+                          int64_t o1)
+{
+    wino_out4(c, m, T, g, y, o0, o1);
+}
+
+#ifdef WINO_AVX2
+__attribute__((target("avx2"))) static void wino_in4_avx2(const struct conv *c, const float *x, int64_t g,
+                                                           float *v, int64_t T, int64_t c0, int64_t c1,
+                                                           float *buf)
+{
+    wino_in4(c, x, g, v, T, c0, c1, buf);
+}
+
+__attribute__((target("avx2"))) static void wino_out4_avx2(const struct conv *c, const float *m, int64_t T,
+                                                            int64_t g, float *y, int64_t o0, int64_t o1)
+{
+    wino_out4(c, m, T, g, y, o0, o1);
+}
+
+static int wino_has_avx2(void)
+{
+    /* OC_SCORER_WINO_SSE=1 keeps the SSE2 build (tests, A/B) */
+    static atomic_int has = -1;
+    int h = atomic_load(&has);
+    if (h < 0) {
+        const char *e = getenv("OC_SCORER_WINO_SSE");
+        h = __builtin_cpu_supports("avx2") && !(e && *e && strcmp(e, "0"));
+        atomic_store(&has, h);
+    }
+    return h;
+}
+#endif
+
+static void wino_in(const struct conv *c, const float *x, int64_t g, float *v, int64_t T, int64_t c0,
+                    int64_t c1, float *buf)
+{
+    if (wino_tile(c) != 4) wino_in2(c, x, g, v, T, c0, c1, buf);
+#ifdef WINO_AVX2
+    else if (wino_has_avx2()) wino_in4_avx2(c, x, g, v, T, c0, c1, buf);
+#endif
+    else wino_in4_sse(c, x, g, v, T, c0, c1, buf);
+}
+
+static void wino_out(const struct conv *c, const float *m, int64_t T, int64_t g, float *y, int64_t o0,
+                     int64_t o1, float *buf)
+{
+    if (wino_tile(c) != 4) wino_out2(c, m, T, g, y, o0, o1, buf);
+#ifdef WINO_AVX2
+    else if (wino_has_avx2()) wino_out4_avx2(c, m, T, g, y, o0, o1);
+#endif
+    else wino_out4_sse(c, m, T, g, y, o0, o1);
+}
+
+/* One group of g images: transforms around the 16 or 36 GEMMs. */
 static void wino_group_run(const struct conv *c, const float *x, const float *u, float *y, int64_t g,
                            char *scratch, float *buf)
 {
     int64_t T = g * wino_geo_of(c).T1;
-    float *v = (float *)(void *)scratch, *m = v + 16 * c->C * T;
+    int nx = wino_nx(c);
+    float *v = (float *)(void *)scratch, *m = v + nx * c->C * T;
     wino_in(c, x, g, v, T, 0, c->C, buf);
-    for (int xi = 0; xi < 16; xi++)
+    for (int xi = 0; xi < nx; xi++)
         gemm(0, 0, 0, c->O, T, c->C, u + xi * c->O * c->C, c->C, v + xi * c->C * T, T, 0.0,
              m + xi * c->O * T, T);
     wino_out(c, m, T, g, y, 0, c->O, buf);
@@ -1041,7 +1434,7 @@ static void wino_one_gemm(void *ctx, int64_t b, int64_t e, int tid)
 {
     const struct wino_job *j = ctx;
     const struct conv *c = j->c;
-    float *v = (float *)(void *)j->scratch, *m = v + 16 * c->C * j->T;
+    float *v = (float *)(void *)j->scratch, *m = v + wino_nx(c) * c->C * j->T;
     (void)tid;
     for (int64_t xi = b; xi < e; xi++)
         gemm(0, 0, 0, c->O, j->T, c->C, j->u + xi * c->O * c->C, c->C, v + xi * c->C * j->T, j->T, 0.0,
@@ -1051,7 +1444,7 @@ static void wino_one_gemm(void *ctx, int64_t b, int64_t e, int tid)
 static void wino_one_out(void *ctx, int64_t b, int64_t e, int tid)
 {
     const struct wino_job *j = ctx;
-    const float *m = (const float *)(const void *)j->scratch + 16 * j->c->C * j->T;
+    const float *m = (const float *)(const void *)j->scratch + wino_nx(j->c) * j->c->C * j->T;
     wino_out(j->c, m, j->T, 1, j->y, b, e, wino_tbuf(j, tid));
 }
 
@@ -1062,11 +1455,11 @@ static void wino_conv(struct pool *pool, const struct conv *c, const float *x, c
 {
     struct wino_job j = {c, x, u, y, scratch, per, wino_buf_bytes(c), wino_group(c), 0, pool->n};
     if (c->N == 1 && pool->n > 1 && 2.0 * (double)c->O * (double)c->C * 9.0 * (double)c->P >= one_min_flops) {
-        /* one image: channels, then the 16 GEMMs, then output channels over the pool */
+        /* one image: channels, then the 16 or 36 GEMMs, then output channels over the pool */
         int64_t nb = 2 * (int64_t)pool->n;
         j.T = wino_geo_of(c).T1;
         pool_run(pool, c->C, (c->C + nb - 1) / nb, wino_one_in, &j);
-        pool_run(pool, 16, 1, wino_one_gemm, &j);
+        pool_run(pool, wino_nx(c), 1, wino_one_gemm, &j);
         pool_run(pool, c->O, (c->O + nb - 1) / nb, wino_one_out, &j);
         return;
     }
@@ -1248,6 +1641,9 @@ OCRT_API struct oc_scorer *oc_scorer_create(void)
     /* OC_SCORER_NO_WINO=1: 3x3 convolutions through im2col (for A/B timing) */
     const char *nowino = getenv("OC_SCORER_NO_WINO");
     int wino = !(nowino && *nowino && strcmp(nowino, "0"));
+    /* OC_SCORER_WINO=2|4: F(2x2,3x3) or F(4x4,3x3) (for A/B timing) */
+    const char *wm = getenv("OC_SCORER_WINO");
+    wino_m = wm && (!strcmp(wm, "2") || !strcmp(wm, "4")) ? atoi(wm) : OCRT_WINO_M;
     for (int p = 0, ki = 0; ok && p < pl->nprog; p++) {
         const struct ocrt_prog *pr = &pl->prog[p];
         for (int i = 0; ok && i < pr->nkernel; i++, ki++) {
@@ -1262,14 +1658,14 @@ OCRT_API struct oc_scorer *oc_scorer_create(void)
                 if (ok) flip_weights(&c, k->f64, s->bufp[k->slot[2]], s->flipw[ki]);
                 struct conv f = flip_conv(&c);
                 if (ok && wino && wino_ok(OCRT_CONV2D, k->f64, &f)) {
-                    ok = (s->winou[ki] = xalloc((size_t)(16 * f.O * f.C) * sizeof(float))) != NULL;
+                    ok = (s->winou[ki] = xalloc((size_t)(wino_nx(&f) * f.O * f.C) * sizeof(float))) != NULL;
                     if (ok) wino_weights(&f, s->flipw[ki], s->winou[ki]);
                 }
             }
             if (ok && wino && k->kind == OCRT_CONV2D && pl->buf[k->slot[2]].where == OCRT_BLOB) {
                 struct conv c = conv_of(k);
                 if (wino_ok(k->kind, k->f64, &c)) {
-                    ok = (s->winou[ki] = xalloc((size_t)(16 * c.O * c.C) * sizeof(float))) != NULL;
+                    ok = (s->winou[ki] = xalloc((size_t)(wino_nx(&c) * c.O * c.C) * sizeof(float))) != NULL;
                     if (ok) wino_weights(&c, s->bufp[k->slot[2]], s->winou[ki]);
                 }
             }
