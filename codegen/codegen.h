@@ -55,4 +55,14 @@ enum oc_status oc_llvm_emit_object(struct oc_kernel *const *ks, int n, const cha
                                    const char *triple, const char *cpu, const char *features,
                                    struct oc_err *err);
 
+/* Emits an object file at path holding only `data` (n bytes, at most
+ * 4 GiB) as the read-only, 64-byte-aligned, hidden symbol `sym`, for the
+ * generic host CPU, position-independent: an AOT artifact's weights, which
+ * no C compiler then has to parse as an array initializer. */
+enum oc_status oc_llvm_emit_data(const char *path, const char *sym, const void *data, size_t n,
+                                 struct oc_err *err);
+
+/* The host's LLVM target triple and CPU name ("unknown" without LLVM). */
+void oc_llvm_host(char *triple, size_t ntriple, char *cpu, size_t ncpu);
+
 #endif

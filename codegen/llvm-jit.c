@@ -349,6 +349,39 @@ void oc_llvm_stats(const struct oc_llvm *j, int *compiled, int *hits)
     if (hits) *hits = j ? j->hits : 0;
 }
 
+/* The module's triple and data layout are the target machine's. */
+static void set_module_target(LLVMModuleRef mod, LLVMTargetMachineRef tm)
+{
+    char *t = LLVMGetTargetMachineTriple(tm);
+    LLVMSetTarget(mod, t);
+    LLVMDisposeMessage(t);
+    LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(mod, dl);
+    LLVMDisposeTargetData(dl);
+}
+
+/* Writes mod as an object file at path, through a temporary name and a
+ * rename, so path holds a whole object or nothing. */
+static enum oc_status write_object(LLVMTargetMachineRef tm, LLVMModuleRef mod, const char *path,
+                                   struct oc_err *err)
+{
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 8), *msg = NULL;
+    if (!tmp) return oc_err_set(err, OC_ERR_NOMEM, "llvm: out of memory");
+    snprintf(tmp, len + 8, "%s.tmp", path);
+    enum oc_status st = OC_OK;
+    if (LLVMTargetMachineEmitToFile(tm, mod, tmp, LLVMObjectFile, &msg)) {
+        st = oc_err_set(err, OC_ERR_IO, "llvm: writing %s: %s", path, msg ? msg : "");
+        remove(tmp);
+    } else if (rename(tmp, path)) {
+        st = oc_err_set(err, OC_ERR_IO, "llvm: cannot rename %s to %s", tmp, path);
+        remove(tmp);
+    }
+    if (msg) LLVMDisposeMessage(msg);
+    free(tmp);
+    return st;
+}
+
 enum oc_status oc_llvm_emit_object(struct oc_kernel *const *ks, int n, const char *path,
                                    const char *triple, const char *cpu, const char *features,
                                    struct oc_err *err)
@@ -359,33 +392,50 @@ enum oc_status oc_llvm_emit_object(struct oc_kernel *const *ks, int n, const cha
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMContextSetDiagnosticHandler(ctx, diag_handler, NULL);
     LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("oodc_aot", ctx);
-    char *t = LLVMGetTargetMachineTriple(tm);
-    LLVMSetTarget(mod, t);
-    LLVMDisposeMessage(t);
-    LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
-    LLVMSetModuleDataLayout(mod, dl);
-    LLVMDisposeTargetData(dl);
+    set_module_target(mod, tm);
     st = oc_llvm_emit_kernels(ctx, mod, ks, n, err);
     if (!st) st = oc_llvm_optimize(mod, tm, err);
-    if (!st) {
-        size_t len = strlen(path);
-        char *tmp = malloc(len + 8);
-        char *msg = NULL;
-        if (!tmp) {
-            st = oc_err_set(err, OC_ERR_NOMEM, "llvm: out of memory");
-        } else {
-            snprintf(tmp, len + 8, "%s.tmp", path);
-            if (LLVMTargetMachineEmitToFile(tm, mod, tmp, LLVMObjectFile, &msg)) {
-                st = oc_err_set(err, OC_ERR_IO, "llvm: writing %s: %s", path, msg ? msg : "");
-                remove(tmp);
-            } else if (rename(tmp, path)) {
-                st = oc_err_set(err, OC_ERR_IO, "llvm: cannot rename %s to %s", tmp, path);
-                remove(tmp);
-            }
-            if (msg) LLVMDisposeMessage(msg);
-            free(tmp);
-        }
-    }
+    if (!st) st = write_object(tm, mod, path, err);
+    LLVMDisposeModule(mod);
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(tm);
+    return st;
+}
+
+void oc_llvm_host(char *triple, size_t ntriple, char *cpu, size_t ncpu)
+{
+    char *t = LLVMGetDefaultTargetTriple();
+    char *c = LLVMGetHostCPUName();
+    if (triple && ntriple) snprintf(triple, ntriple, "%s", t);
+    if (cpu && ncpu) snprintf(cpu, ncpu, "%s", c);
+    LLVMDisposeMessage(t);
+    LLVMDisposeMessage(c);
+}
+
+enum oc_status oc_llvm_emit_data(const char *path, const char *sym, const void *data, size_t n,
+                                 struct oc_err *err)
+{
+    if (n > 0xffffffffu)
+        return oc_err_set(err, OC_ERR_UNSUPPORTED, "llvm: %zu bytes of data: at most 4 GiB", n);
+    /* a data-only object: the generic CPU, PIC like the kernels */
+    LLVMTargetMachineRef tm;
+    enum oc_status st = oc_llvm_target_machine(NULL, "generic", "", &tm, err);
+    if (st) return st;
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("oodc_aot_blob", ctx);
+    set_module_target(mod, tm);
+    /* at least one byte: an empty array would be a zero-sized symbol */
+    static const char zero[1] = {0};
+    const char *bytes = n ? data : zero;
+    unsigned len = n ? (unsigned)n : 1;
+    LLVMValueRef init = LLVMConstStringInContext(ctx, bytes, len, 1);
+    LLVMValueRef gv = LLVMAddGlobal(mod, LLVMTypeOf(init), sym);
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, 1);
+    LLVMSetLinkage(gv, LLVMExternalLinkage);
+    LLVMSetVisibility(gv, LLVMHiddenVisibility);
+    LLVMSetAlignment(gv, 64);
+    st = write_object(tm, mod, path, err);
     LLVMDisposeModule(mod);
     LLVMContextDispose(ctx);
     LLVMDisposeTargetMachine(tm);
@@ -423,6 +473,18 @@ void oc_llvm_stats(const struct oc_llvm *j, int *compiled, int *hits)
 enum oc_status oc_llvm_emit_object(struct oc_kernel *const *ks, int n, const char *path,
                                    const char *triple, const char *cpu, const char *features,
                                    struct oc_err *err)
+{
+    return oc_err_set(err, OC_ERR_UNSUPPORTED, "object emission needs LLVM: built without LLVM");
+}
+
+void oc_llvm_host(char *triple, size_t ntriple, char *cpu, size_t ncpu)
+{
+    if (triple && ntriple) snprintf(triple, ntriple, "unknown");
+    if (cpu && ncpu) snprintf(cpu, ncpu, "unknown");
+}
+
+enum oc_status oc_llvm_emit_data(const char *path, const char *sym, const void *data, size_t n,
+                                 struct oc_err *err)
 {
     return oc_err_set(err, OC_ERR_UNSUPPORTED, "object emission needs LLVM: built without LLVM");
 }

@@ -13,7 +13,7 @@
  * The kernel programs come from the CPU executor's passes (oc_pass_fuse,
  * oc_pass_memplan); their loop kernels from codegen's oc_llvm_emit_object
  * (target cuda: CUDA C and NVRTC's PTX with launch tables, aot-cuda.c);
- * the weights blob from aot-obj.c; the tables the artifact's runtime
+ * the weights blob from codegen's oc_llvm_emit_data; the tables the artifact's runtime
  * (runtime/aot-rt/) walks are generated here as C (plan.c). The system C
  * compiler then builds the runtime and links, with fixed flags, relative
  * file names in a private build folder and the library's API as its only
@@ -930,7 +930,7 @@ static enum oc_status check_opts(struct aot *a, struct oc_err *err)
         return OC_OK;
     }
     char hostcpu[128];
-    oc_aot_host(a->triple, sizeof a->triple, hostcpu, sizeof hostcpu);
+    oc_llvm_host(a->triple, sizeof a->triple, hostcpu, sizeof hostcpu);
     if (o->native) {
         snprintf(a->cpu, sizeof a->cpu, "%s", hostcpu);
         a->llvm_cpu = a->llvm_features = NULL;
@@ -990,7 +990,7 @@ static enum oc_status emit(struct aot *a, const struct oc_aot_desc *d, struct oc
         }
     } else if (!st) {
         st = oc_llvm_emit_object(ks, nk, kpath, NULL, a->llvm_cpu, a->llvm_features, err);
-        if (!st) st = oc_aot_emit_blob(wpath, "ocrt_blob", a->blob, a->blob_bytes, err);
+        if (!st) st = oc_llvm_emit_data(wpath, "ocrt_blob", a->blob, a->blob_bytes, err);
     }
     free(ks);
     free(kpath);

@@ -114,16 +114,6 @@ char *oc_aot_cmake_text(const struct oc_aot_desc *d);
 char *oc_aot_pc_text(const struct oc_aot_desc *d);
 char *oc_aot_example_text(const struct oc_aot_desc *d);
 
-/* ---------------------------------------------------------------- aot-obj.c */
-
-/* Writes a relocatable, position-independent object file at path that
- * defines one read-only, 64-byte aligned, hidden symbol `sym` holding the
- * n bytes of data, for the host triple (LLVM). */
-enum oc_status oc_aot_emit_blob(const char *path, const char *sym, const void *data, size_t n,
-                                struct oc_err *err);
-/* The host's LLVM target triple and CPU name into buf (NULL-safe sizes). */
-void oc_aot_host(char *triple, size_t ntriple, char *cpu, size_t ncpu);
-
 /* ---------------------------------------------------------------- aot-cuda.c */
 
 /* "sm_80", "compute_80" or "80" (NULL: sm_80) -> 80. */

@@ -40,48 +40,31 @@ static const struct oc_node *node_of(const struct oc_kprog *p, int id)
 
 /* Index of the first non-finite value (its value in *val) and how many
  * there are, or -1. The common all-finite case tests exponent bits a block
- * at a time, which compilers vectorize. */
-static int64_t scan_f32(const float *x, int64_t n, double *val, int64_t *count)
-{
-    int64_t first = -1;
-    for (int64_t b = 0; b < n; b += 1024) {
-        int64_t e = b + 1024 < n ? b + 1024 : n;
-        unsigned bad = 0;
-        for (int64_t i = b; i < e; i++) {
-            uint32_t u;
-            memcpy(&u, &x[i], 4);
-            bad |= (u & 0x7f800000u) == 0x7f800000u;
-        }
-        if (!bad) continue;
-        for (int64_t i = b; i < e; i++)
-            if (!isfinite(x[i])) {
-                if (first < 0) first = i, *val = x[i];
-                ++*count;
-            }
+ * at a time, which compilers vectorize. One definition per float type. */
+#define OC_SCAN_FN(name, T, U, EXP)                                                   \
+    static int64_t name(const T *x, int64_t n, double *val, int64_t *count)           \
+    {                                                                                 \
+        int64_t first = -1;                                                           \
+        for (int64_t b = 0; b < n; b += 1024) {                                       \
+            int64_t e = b + 1024 < n ? b + 1024 : n;                                  \
+            unsigned bad = 0;                                                         \
+            for (int64_t i = b; i < e; i++) {                                         \
+                U u;                                                                  \
+                memcpy(&u, &x[i], sizeof u);                                          \
+                bad |= (u & (EXP)) == (EXP);                                          \
+            }                                                                         \
+            if (!bad) continue;                                                       \
+            for (int64_t i = b; i < e; i++)                                           \
+                if (!isfinite(x[i])) {                                                \
+                    if (first < 0) first = i, *val = x[i];                            \
+                    ++*count;                                                         \
+                }                                                                     \
+        }                                                                             \
+        return first;                                                                 \
     }
-    return first;
-}
-
-static int64_t scan_f64(const double *x, int64_t n, double *val, int64_t *count)
-{
-    int64_t first = -1;
-    for (int64_t b = 0; b < n; b += 1024) {
-        int64_t e = b + 1024 < n ? b + 1024 : n;
-        unsigned bad = 0;
-        for (int64_t i = b; i < e; i++) {
-            uint64_t u;
-            memcpy(&u, &x[i], 8);
-            bad |= (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
-        }
-        if (!bad) continue;
-        for (int64_t i = b; i < e; i++)
-            if (!isfinite(x[i])) {
-                if (first < 0) first = i, *val = x[i];
-                ++*count;
-            }
-    }
-    return first;
-}
+OC_SCAN_FN(scan_f32, float, uint32_t, 0x7f800000u)
+OC_SCAN_FN(scan_f64, double, uint64_t, 0x7ff0000000000000ull)
+#undef OC_SCAN_FN
 
 static int64_t scan(const void *data, enum oc_dtype dt, int64_t n, double *val, int64_t *count)
 {
